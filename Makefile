@@ -1,0 +1,37 @@
+# zzim: one binary, many roles. `make test` is what CI runs (.ci/run).
+GO        ?= go
+BIN       := bin/zzim
+# Packages the simulator runs: they must take time, randomness and
+# concurrency only from their node.Env (see internal/detlint).
+SANS_IO   := system/node system/route system/store system/store/memstore system/logic system/das \
+             system/client system/entry system/httpentry system/extlogic
+FUZZTIME  ?= 30s
+
+.PHONY: build test test-short lint proto fuzz bench images clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/zzim
+
+test: lint
+	$(GO) test -count=1 -timeout 25m ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
+	$(GO) run ./internal/detlint/cmd $(wildcard $(SANS_IO))
+
+proto:
+	cd system/wire && protoc --go_out=. --go_opt=paths=source_relative -I . app.proto internal.proto
+
+fuzz:
+	$(GO) test ./system/wire -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./system/route -run '^$$' -fuzz '^FuzzPick$$' -fuzztime $(FUZZTIME)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+clean:
+	rm -rf bin
