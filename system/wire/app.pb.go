@@ -257,7 +257,14 @@ type Send struct {
 	Body        string                 `protobuf:"bytes,4,opt,name=body,proto3" json:"body,omitempty"`
 	// sender_id is ignored by the server: the sender is always the session's user.
 	// It exists so a test can prove a forged value changes nothing.
-	SenderId      string `protobuf:"bytes,5,opt,name=sender_id,json=senderId,proto3" json:"sender_id,omitempty"`
+	SenderId string `protobuf:"bytes,5,opt,name=sender_id,json=senderId,proto3" json:"sender_id,omitempty"`
+	// ack_floor is the cseq of the session's first unacknowledged send when
+	// this one was sent: every send below it is acknowledged (committed). Logic
+	// appends cseq c only once it knows every cseq below c committed, from its
+	// own acks or from a floor; a send that arrives early is held (bounded),
+	// then rejected OUT_OF_ORDER so the client resends from its first
+	// unacknowledged (go-back-N).
+	AckFloor      uint64 `protobuf:"varint,6,opt,name=ack_floor,json=ackFloor,proto3" json:"ack_floor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -325,6 +332,13 @@ func (x *Send) GetSenderId() string {
 		return x.SenderId
 	}
 	return ""
+}
+
+func (x *Send) GetAckFloor() uint64 {
+	if x != nil {
+		return x.AckFloor
+	}
+	return 0
 }
 
 type SendAck struct {
@@ -1242,13 +1256,14 @@ const file_app_proto_rawDesc = "" +
 	"\x0eserver_time_ms\x18\x02 \x01(\x03R\fserverTimeMs\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x03 \x01(\x04R\tsessionId\"\b\n" +
-	"\x06Logout\"\x88\x01\n" +
+	"\x06Logout\"\xa5\x01\n" +
 	"\x04Send\x12\x17\n" +
 	"\aconv_id\x18\x01 \x01(\tR\x06convId\x12\"\n" +
 	"\rclient_msg_id\x18\x02 \x01(\tR\vclientMsgId\x12\x12\n" +
 	"\x04cseq\x18\x03 \x01(\x04R\x04cseq\x12\x12\n" +
 	"\x04body\x18\x04 \x01(\tR\x04body\x12\x1b\n" +
-	"\tsender_id\x18\x05 \x01(\tR\bsenderId\"\x90\x01\n" +
+	"\tsender_id\x18\x05 \x01(\tR\bsenderId\x12\x1b\n" +
+	"\tack_floor\x18\x06 \x01(\x04R\backFloor\"\x90\x01\n" +
 	"\aSendAck\x12\x17\n" +
 	"\aconv_id\x18\x01 \x01(\tR\x06convId\x12\"\n" +
 	"\rclient_msg_id\x18\x02 \x01(\tR\vclientMsgId\x12\x12\n" +
