@@ -1532,6 +1532,60 @@ func (x *MessageSent) GetAtMs() int64 {
 	return 0
 }
 
+// LinkHello opens every internal link: the dialer names itself so the
+// acceptor can attribute what follows (live runtime only).
+type LinkHello struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          string                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"` // address, e.g. "logic-2"
+	Incarnation   uint64                 `protobuf:"varint,2,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkHello) Reset() {
+	*x = LinkHello{}
+	mi := &file_internal_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkHello) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkHello) ProtoMessage() {}
+
+func (x *LinkHello) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkHello.ProtoReflect.Descriptor instead.
+func (*LinkHello) Descriptor() ([]byte, []int) {
+	return file_internal_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *LinkHello) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *LinkHello) GetIncarnation() uint64 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
 var File_internal_proto protoreflect.FileDescriptor
 
 const file_internal_proto_rawDesc = "" +
@@ -1650,7 +1704,10 @@ const file_internal_proto_rawDesc = "" +
 	"\tsender_id\x18\x02 \x01(\tR\bsenderId\x12\x17\n" +
 	"\apeer_id\x18\x03 \x01(\tR\x06peerId\x12\x10\n" +
 	"\x03seq\x18\x04 \x01(\x04R\x03seq\x12\x13\n" +
-	"\x05at_ms\x18\x05 \x01(\x03R\x04atMs*`\n" +
+	"\x05at_ms\x18\x05 \x01(\x03R\x04atMs\"A\n" +
+	"\tLinkHello\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\tR\x04from\x12 \n" +
+	"\vincarnation\x18\x02 \x01(\x04R\vincarnation*`\n" +
 	"\bBusiness\x12\x14\n" +
 	"\x10BUSINESS_MESSAGE\x10\x00\x12\x14\n" +
 	"\x10BUSINESS_CONTACT\x10\x01\x12\x13\n" +
@@ -1675,7 +1732,7 @@ func file_internal_proto_rawDescGZIP() []byte {
 }
 
 var file_internal_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_internal_proto_goTypes = []any{
 	(Business)(0),             // 0: zzim.wire.Business
 	(Outcome)(0),              // 1: zzim.wire.Outcome
@@ -1699,18 +1756,19 @@ var file_internal_proto_goTypes = []any{
 	(*PlatformNotice)(nil),    // 19: zzim.wire.PlatformNotice
 	(*PlatformBroadcast)(nil), // 20: zzim.wire.PlatformBroadcast
 	(*MessageSent)(nil),       // 21: zzim.wire.MessageSent
-	(*ChatMessage)(nil),       // 22: zzim.wire.ChatMessage
-	(ErrorCode)(0),            // 23: zzim.wire.ErrorCode
-	(*SyncResp)(nil),          // 24: zzim.wire.SyncResp
-	(*ReadAck)(nil),           // 25: zzim.wire.ReadAck
-	(*ConvListResp)(nil),      // 26: zzim.wire.ConvListResp
+	(*LinkHello)(nil),         // 22: zzim.wire.LinkHello
+	(*ChatMessage)(nil),       // 23: zzim.wire.ChatMessage
+	(ErrorCode)(0),            // 24: zzim.wire.ErrorCode
+	(*SyncResp)(nil),          // 25: zzim.wire.SyncResp
+	(*ReadAck)(nil),           // 26: zzim.wire.ReadAck
+	(*ConvListResp)(nil),      // 27: zzim.wire.ConvListResp
 }
 var file_internal_proto_depIdxs = []int32{
 	2,  // 0: zzim.wire.ClientRequest.origin:type_name -> zzim.wire.Origin
 	2,  // 1: zzim.wire.ClientResponse.origin:type_name -> zzim.wire.Origin
 	6,  // 2: zzim.wire.PushRequest.targets:type_name -> zzim.wire.PushTarget
-	22, // 3: zzim.wire.PushRequest.messages:type_name -> zzim.wire.ChatMessage
-	22, // 4: zzim.wire.PushFailed.messages:type_name -> zzim.wire.ChatMessage
+	23, // 3: zzim.wire.PushRequest.messages:type_name -> zzim.wire.ChatMessage
+	23, // 4: zzim.wire.PushFailed.messages:type_name -> zzim.wire.ChatMessage
 	6,  // 5: zzim.wire.KickRequest.target:type_name -> zzim.wire.PushTarget
 	2,  // 6: zzim.wire.SessionClosed.origin:type_name -> zzim.wire.Origin
 	0,  // 7: zzim.wire.StoreRequest.business:type_name -> zzim.wire.Business
@@ -1720,12 +1778,12 @@ var file_internal_proto_depIdxs = []int32{
 	15, // 11: zzim.wire.StoreRequest.conv_list:type_name -> zzim.wire.ConvListOp
 	16, // 12: zzim.wire.StoreRequest.touch_contact:type_name -> zzim.wire.TouchContactOp
 	1,  // 13: zzim.wire.StoreReply.outcome:type_name -> zzim.wire.Outcome
-	23, // 14: zzim.wire.StoreReply.code:type_name -> zzim.wire.ErrorCode
+	24, // 14: zzim.wire.StoreReply.code:type_name -> zzim.wire.ErrorCode
 	11, // 15: zzim.wire.StoreReply.append:type_name -> zzim.wire.AppendResult
-	24, // 16: zzim.wire.StoreReply.sync:type_name -> zzim.wire.SyncResp
-	25, // 17: zzim.wire.StoreReply.read:type_name -> zzim.wire.ReadAck
-	26, // 18: zzim.wire.StoreReply.conv_list:type_name -> zzim.wire.ConvListResp
-	22, // 19: zzim.wire.OfflineWork.messages:type_name -> zzim.wire.ChatMessage
+	25, // 16: zzim.wire.StoreReply.sync:type_name -> zzim.wire.SyncResp
+	26, // 17: zzim.wire.StoreReply.read:type_name -> zzim.wire.ReadAck
+	27, // 18: zzim.wire.StoreReply.conv_list:type_name -> zzim.wire.ConvListResp
+	23, // 19: zzim.wire.OfflineWork.messages:type_name -> zzim.wire.ChatMessage
 	20, // [20:20] is the sub-list for method output_type
 	20, // [20:20] is the sub-list for method input_type
 	20, // [20:20] is the sub-list for extension type_name
@@ -1745,7 +1803,7 @@ func file_internal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_proto_rawDesc), len(file_internal_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

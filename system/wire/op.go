@@ -43,6 +43,7 @@ const (
 	OpSessionClosed
 	OpStoreRequest
 	OpStoreReply
+	OpLinkHello
 	opInternalEnd
 )
 
@@ -53,7 +54,7 @@ var opNames = map[Op]string{
 	OpKick: "KICK", OpNotice: "NOTICE", OpError: "ERROR",
 	OpClientRequest: "CLIENT_REQUEST", OpClientResponse: "CLIENT_RESPONSE", OpPushRequest: "PUSH_REQUEST",
 	OpPushFailed: "PUSH_FAILED", OpKickRequest: "KICK_REQUEST", OpSessionClosed: "SESSION_CLOSED",
-	OpStoreRequest: "STORE_REQUEST", OpStoreReply: "STORE_REPLY",
+	OpStoreRequest: "STORE_REQUEST", OpStoreReply: "STORE_REPLY", OpLinkHello: "LINK_HELLO",
 }
 
 func (o Op) String() string {
@@ -124,6 +125,8 @@ func NewBody(o Op) (proto.Message, error) {
 		return &StoreRequest{}, nil
 	case OpStoreReply:
 		return &StoreReply{}, nil
+	case OpLinkHello:
+		return &LinkHello{}, nil
 	}
 	return nil, fmt.Errorf("%w: %d", ErrUnknownOp, o)
 }
@@ -181,6 +184,8 @@ func OpOf(m proto.Message) (Op, error) {
 		return OpStoreRequest, nil
 	case *StoreReply:
 		return OpStoreReply, nil
+	case *LinkHello:
+		return OpLinkHello, nil
 	}
 	return 0, fmt.Errorf("%w: no op for %T", ErrUnknownOp, m)
 }
