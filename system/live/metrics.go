@@ -1,0 +1,165 @@
+package live
+
+import (
+	"reflect"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/zzim/zzim/system/node"
+	"github.com/zzim/zzim/system/wire"
+)
+
+// metrics are the runtime's own Prometheus metrics; services' counters are
+// exported by statsCollector from their Stats() structs.
+type metrics struct {
+	conns       prometheus.Gauge
+	framesIn    *prometheus.CounterVec
+	framesOut   *prometheus.CounterVec
+	slow        prometheus.Counter
+	internalTx  *prometheus.CounterVec
+	internalRx  *prometheus.CounterVec
+	depSeconds  *prometheus.HistogramVec
+	depErrors   *prometheus.CounterVec
+	httpReqs    *prometheus.CounterVec
+	viewsAlive  *prometheus.GaugeVec
+	frameOpName [256]string
+}
+
+func newMetrics(reg *prometheus.Registry, p *Process) *metrics {
+	m := &metrics{
+		conns:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "zzim_connections", Help: "Open app TCP connections."}),
+		framesIn:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zzim_frames_in_total", Help: "App frames received, by op."}, []string{"op"}),
+		framesOut:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zzim_frames_out_total", Help: "App frames written, by op."}, []string{"op"}),
+		slow:       prometheus.NewCounter(prometheus.CounterOpts{Name: "zzim_slow_consumer_disconnects_total", Help: "Connections closed because their write queue was full."}),
+		internalTx: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zzim_internal_messages_out_total", Help: "Internal messages sent, by target role and path."}, []string{"role", "path"}),
+		internalRx: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zzim_internal_messages_in_total", Help: "Internal messages received over TCP, by receiving role."}, []string{"role"}),
+		depSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "zzim_dependency_seconds", Help: "Dependency request latency.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"dep"}),
+		depErrors:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zzim_dependency_errors_total", Help: "Dependency requests that failed or timed out."}, []string{"dep"}),
+		httpReqs:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zzim_http_requests_total", Help: "HTTP requests, by path."}, []string{"path"}),
+		viewsAlive: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "zzim_registry_alive_slots", Help: "Slots the registry reports alive, by role."}, []string{"role"}),
+	}
+	for i := range m.frameOpName {
+		m.frameOpName[i] = wire.Op(i).String()
+	}
+	reg.MustRegister(m.conns, m.framesIn, m.framesOut, m.slow, m.internalTx, m.internalRx, m.depSeconds, m.depErrors, m.httpReqs, m.viewsAlive,
+		&statsCollector{p: p}, &mailboxCollector{p: p})
+	return m
+}
+
+func (m *metrics) connections(d int)        { m.conns.Add(float64(d)) }
+func (m *metrics) frameIn(op wire.Op)       { m.framesIn.WithLabelValues(m.frameOpName[op]).Inc() }
+func (m *metrics) frameOut(op wire.Op)      { m.framesOut.WithLabelValues(m.frameOpName[op]).Inc() }
+func (m *metrics) slowConsumer()            { m.slow.Inc() }
+func (m *metrics) internalOut(r node.Role, path string) {
+	m.internalTx.WithLabelValues(string(r), path).Inc()
+}
+func (m *metrics) internalIn(r node.Role) { m.internalRx.WithLabelValues(string(r)).Inc() }
+func (m *metrics) httpRequest(path string) {
+	if !strings.HasPrefix(path, "/v1/") {
+		path = "other"
+	}
+	m.httpReqs.WithLabelValues(path).Inc()
+}
+func (m *metrics) depLatency(kind string, d time.Duration, err error) {
+	m.depSeconds.WithLabelValues(kind).Observe(d.Seconds())
+	if err != nil {
+		m.depErrors.WithLabelValues(kind).Inc()
+	}
+}
+func (m *metrics) view(v node.View) {
+	n := 0
+	for _, a := range v.Alive {
+		if a {
+			n++
+		}
+	}
+	m.viewsAlive.WithLabelValues(string(v.Role)).Set(float64(n))
+}
+
+// statsCollector exports every numeric field of each service's Stats()
+// struct as zzim_<role>_<field> with a node label: services keep plain
+// counters (no Prometheus inside the state machines), the runtime publishes
+// them. Counters are read on the node goroutine (Host.Inspect).
+type statsCollector struct{ p *Process }
+
+
+func (c *statsCollector) Describe(chan<- *prometheus.Desc) {} // unchecked collector: fields vary by service
+
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, h := range c.p.Hosts() {
+		var stats reflect.Value
+		h.Inspect(func(n node.Node) {
+			m := reflect.ValueOf(n).MethodByName("Stats")
+			if !m.IsValid() || m.Type().NumIn() != 0 || m.Type().NumOut() != 1 {
+				return
+			}
+			stats = m.Call(nil)[0]
+		})
+		for stats.IsValid() && stats.Kind() == reflect.Pointer {
+			stats = stats.Elem()
+		}
+		if !stats.IsValid() || stats.Kind() != reflect.Struct {
+			continue
+		}
+		emitStruct(ch, string(h.addr.Role), h.addr.String(), "", stats)
+	}
+}
+
+func emitStruct(ch chan<- prometheus.Metric, role, addr, prefix string, v reflect.Value) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name := prefix + snake(f.Name)
+		fv := v.Field(i)
+		var val float64
+		switch fv.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			val = float64(fv.Int())
+		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			val = float64(fv.Uint())
+		case reflect.Float32, reflect.Float64:
+			val = fv.Float()
+		case reflect.Struct:
+			emitStruct(ch, role, addr, name+"_", fv)
+			continue
+		default:
+			continue
+		}
+		desc := prometheus.NewDesc("zzim_"+role+"_"+name, "Service counter "+f.Name+" of "+role+".", []string{"node"}, nil)
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.UntypedValue, val, addr)
+	}
+}
+
+func snake(s string) string {
+	var b strings.Builder
+	rs := []rune(s)
+	for i, r := range rs {
+		if unicode.IsUpper(r) {
+			if i > 0 && (unicode.IsLower(rs[i-1]) || (i+1 < len(rs) && unicode.IsLower(rs[i+1]))) {
+				b.WriteByte('_')
+			}
+			r = unicode.ToLower(r)
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+type mailboxCollector struct{ p *Process }
+
+var mailboxDesc = prometheus.NewDesc("zzim_mailbox_depth", "Events waiting for a node.", []string{"node"}, nil)
+var handledDesc = prometheus.NewDesc("zzim_events_handled_total", "Events a node has handled.", []string{"node"}, nil)
+
+func (c *mailboxCollector) Describe(ch chan<- *prometheus.Desc) { ch <- mailboxDesc; ch <- handledDesc }
+func (c *mailboxCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, h := range c.p.Hosts() {
+		ch <- prometheus.MustNewConstMetric(mailboxDesc, prometheus.GaugeValue, float64(len(h.mailbox)), h.addr.String())
+		ch <- prometheus.MustNewConstMetric(handledDesc, prometheus.CounterValue, float64(h.Handled()), h.addr.String())
+	}
+}
