@@ -2,8 +2,8 @@ package live
 
 import (
 	"bufio"
-	"math/rand/v2"
 	"errors"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -19,7 +19,7 @@ const (
 	// LinkQueueMax bounds the frames waiting on one outgoing link; a Send that
 	// finds it full is reported to the sender as LinkDown (the message is lost
 	// and the sender's timeout resends it elsewhere).
-	LinkQueueMax = 8192
+	LinkQueueMax     = 8192
 	linkDialTimeout  = time.Second
 	linkBackoffMin   = 50 * time.Millisecond
 	linkBackoffMax   = 2 * time.Second

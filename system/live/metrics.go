@@ -49,10 +49,10 @@ func newMetrics(reg *prometheus.Registry, p *Process) *metrics {
 	return m
 }
 
-func (m *metrics) connections(d int)        { m.conns.Add(float64(d)) }
-func (m *metrics) frameIn(op wire.Op)       { m.framesIn.WithLabelValues(m.frameOpName[op]).Inc() }
-func (m *metrics) frameOut(op wire.Op)      { m.framesOut.WithLabelValues(m.frameOpName[op]).Inc() }
-func (m *metrics) slowConsumer()            { m.slow.Inc() }
+func (m *metrics) connections(d int)   { m.conns.Add(float64(d)) }
+func (m *metrics) frameIn(op wire.Op)  { m.framesIn.WithLabelValues(m.frameOpName[op]).Inc() }
+func (m *metrics) frameOut(op wire.Op) { m.framesOut.WithLabelValues(m.frameOpName[op]).Inc() }
+func (m *metrics) slowConsumer()       { m.slow.Inc() }
 func (m *metrics) internalOut(r node.Role, path string) {
 	m.internalTx.WithLabelValues(string(r), path).Inc()
 }
@@ -84,7 +84,6 @@ func (m *metrics) view(v node.View) {
 // counters (no Prometheus inside the state machines), the runtime publishes
 // them. Counters are read on the node goroutine (Host.Inspect).
 type statsCollector struct{ p *Process }
-
 
 func (c *statsCollector) Describe(chan<- *prometheus.Desc) {} // unchecked collector: fields vary by service
 
