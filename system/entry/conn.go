@@ -1,0 +1,242 @@
+package entry
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/zzim/zzim/system/node"
+	"github.com/zzim/zzim/system/wire"
+)
+
+// conn is one app connection and, once logged in, its session.
+type conn struct {
+	id         node.ConnID
+	authed     bool // a valid LOGIN token was presented
+	user       string
+	device     string
+	session    uint64
+	lane       *Lane
+	loginTimer node.TimerID
+	idleTimer  node.TimerID
+	lastFrame  time.Time
+	pushes     []*push // unacknowledged, in push_id order
+	pushNext   uint64
+}
+
+// Timer tags.
+type (
+	loginTag   struct{ conn node.ConnID }
+	idleTag    struct{ conn node.ConnID }
+	requestTag struct{ conn node.ConnID } // attempt timer; the lane finds the request by timer id
+	pushTag    struct {
+		conn node.ConnID
+		push uint64
+	}
+)
+
+// forwarded lists the ops a logged-in client may send that go to logic.
+var forwarded = map[wire.Op]bool{
+	wire.OpLogout: true, wire.OpSend: true, wire.OpSync: true,
+	wire.OpConvList: true, wire.OpRead: true, wire.OpHeartbeat: true,
+}
+
+func (e *Entry) onConnect(env node.Env, ev node.ClientConnect) {
+	if _, dup := e.conns[ev.Conn]; dup {
+		env.Log().Error("entry: connect for a connection already open", "conn", ev.Conn)
+		return
+	}
+	if len(e.conns) >= e.cfg.ConnsMax {
+		e.stats.ConnectionsRejected++
+		e.write(env, ev.Conn, errorFrame(0, 0, wire.ErrorCode_OVERLOADED, "too many connections"))
+		env.Close(ev.Conn)
+		return
+	}
+	c := &conn{id: ev.Conn, lastFrame: env.Now()}
+	c.loginTimer = env.After(e.cfg.LoginDeadline, loginTag{conn: c.id})
+	c.idleTimer = env.After(e.cfg.IdleTimeout, idleTag{conn: c.id})
+	e.conns[c.id] = c
+	e.stats.Connections++
+}
+
+func (e *Entry) onFrame(env node.Env, ev node.ClientFrame) {
+	c := e.conns[ev.Conn]
+	if c == nil {
+		return // closed by us; the driver may still hold frames read before
+	}
+	f := ev.Frame
+	e.stats.FramesIn[f.Op]++
+	c.lastFrame = env.Now()
+	switch {
+	case !c.authed && f.Op == wire.OpLogin:
+		e.onLogin(env, c, f)
+	case !c.authed:
+		e.stats.Unauthenticated++
+		e.fail(env, c, f.ReqID, f.Op, wire.ErrorCode_UNAUTHENTICATED, "the first frame must be LOGIN")
+	case f.Op == wire.OpPushAck:
+		e.onPushAck(env, c, f)
+	case forwarded[f.Op]:
+		e.forward(env, c, f)
+	default:
+		e.stats.BadFrames++
+		e.fail(env, c, f.ReqID, f.Op, wire.ErrorCode_BAD_REQUEST, fmt.Sprintf("op %s not allowed from a client", f.Op))
+	}
+}
+
+// onLogin checks the token itself (the one thing entry decodes besides
+// PUSH_ACK), then forwards LOGIN with its raw body.
+func (e *Entry) onLogin(env node.Env, c *conn, f wire.Frame) {
+	var login wire.Login
+	if err := proto.Unmarshal(f.Body, &login); err != nil {
+		e.stats.BadFrames++
+		e.fail(env, c, f.ReqID, f.Op, wire.ErrorCode_BAD_REQUEST, "bad LOGIN body")
+		return
+	}
+	user, err := wire.VerifyToken(e.cfg.Secret, login.Token, env.Now())
+	if err != nil {
+		e.stats.Unauthenticated++
+		e.fail(env, c, f.ReqID, f.Op, wire.ErrorCode_UNAUTHENTICATED, err.Error())
+		return
+	}
+	stop(env, &c.loginTimer)
+	e.sessionNext++
+	c.authed, c.user, c.device, c.session = true, user, login.DeviceId, e.sessionNext
+	c.lane = NewLane(user)
+	e.forward(env, c, f)
+}
+
+func (e *Entry) forward(env node.Env, c *conn, f wire.Frame) {
+	if c.lane.Find(f.ReqID) != nil {
+		// The answer could not be told apart from the pending one's.
+		e.stats.BadFrames++
+		e.fail(env, c, f.ReqID, f.Op, wire.ErrorCode_BAD_REQUEST, "reqID already pending")
+		return
+	}
+	if c.lane.Len() >= e.cfg.PendingMax {
+		e.stats.Overloaded++
+		e.write(env, c.id, errorFrame(f.ReqID, f.Op, wire.ErrorCode_OVERLOADED, "too many requests pending"))
+		return
+	}
+	if e.router.Views.Slots(node.RoleLogic) == 0 {
+		e.write(env, c.id, errorFrame(f.ReqID, f.Op, wire.ErrorCode_UNAVAILABLE, "no logic configured"))
+		return
+	}
+	req := &wire.ClientRequest{
+		Origin:    &wire.Origin{Entry: env.Self().String(), Conn: uint64(c.id), EntryIncarnation: uint64(env.Incarnation())},
+		UserId:    c.user,
+		DeviceId:  c.device,
+		Op:        uint32(f.Op),
+		ReqId:     f.ReqID,
+		Body:      slices.Clone(f.Body), // the driver may reuse its read buffer
+		SessionId: c.session,
+	}
+	e.stats.Forwarded++
+	e.timedOut(env, c, e.router.Forward(env, c.lane, &Pending{Req: req, Tag: requestTag{conn: c.id}}))
+	if f.Op == wire.OpLogout {
+		e.drop(env, c, "logout")
+		env.Close(c.id)
+	}
+}
+
+// timedOut answers requests that ran out of attempts: their outcome is
+// unknown, and the client resends them.
+func (e *Entry) timedOut(env node.Env, c *conn, exhausted []*Pending) {
+	for _, p := range exhausted {
+		e.stats.TimedOut++
+		e.write(env, c.id, errorFrame(p.Req.ReqId, wire.Op(p.Req.Op), wire.ErrorCode_TIMEOUT, "logic did not answer"))
+	}
+}
+
+func (e *Entry) onResponse(env node.Env, m *wire.ClientResponse) {
+	o := m.GetOrigin()
+	c := e.conns[node.ConnID(o.GetConn())]
+	if o.GetEntryIncarnation() != uint64(env.Incarnation()) || c == nil || !c.authed {
+		e.stats.StaleDropped++
+		return
+	}
+	if e.router.Answer(env, c.lane, m.ReqId) == nil {
+		e.stats.DuplicatesDropped++
+		return
+	}
+	op := wire.Op(m.Op)
+	if !op.IsApp() {
+		env.Log().Error("entry: logic answered with a non-app op", "op", op.String())
+		op = wire.OpError
+		m = &wire.ClientResponse{Body: mustMarshal(&wire.Error{Code: wire.ErrorCode_INTERNAL, Message: "bad answer op"}), Close: m.Close}
+	}
+	e.write(env, c.id, wire.Frame{Op: op, ReqID: m.ReqId, Body: m.Body})
+	if m.Close {
+		e.drop(env, c, "closed by logic")
+		env.Close(c.id)
+	}
+}
+
+func (e *Entry) onIdle(env node.Env, c *conn) {
+	idle := env.Now().Sub(c.lastFrame)
+	if idle < e.cfg.IdleTimeout {
+		c.idleTimer = env.After(e.cfg.IdleTimeout-idle, idleTag{conn: c.id})
+		return
+	}
+	e.stats.IdleCloses++
+	e.drop(env, c, "idle")
+	env.Close(c.id)
+}
+
+// fail writes an ERROR and closes only this connection.
+func (e *Entry) fail(env node.Env, c *conn, reqID uint32, op wire.Op, code wire.ErrorCode, msg string) {
+	e.write(env, c.id, errorFrame(reqID, op, code, msg))
+	e.drop(env, c, code.String())
+	env.Close(c.id)
+}
+
+// drop forgets a connection: its timers stop, its unacknowledged pushes go
+// to PushFailed, and logic hears SessionClosed so presence stops naming it.
+// Its pending requests are forgotten; logic's answers to them are dropped.
+func (e *Entry) drop(env node.Env, c *conn, reason string) {
+	delete(e.conns, c.id)
+	stop(env, &c.loginTimer)
+	stop(env, &c.idleTimer)
+	e.failPushes(env, c, "connection closed: "+reason)
+	if !c.authed {
+		return
+	}
+	e.router.Drop(env, c.lane)
+	if t, ok := c.lane.Target(); ok {
+		env.Send(node.Addr{Role: node.RoleLogic, Slot: t}, &wire.SessionClosed{
+			Origin: &wire.Origin{Entry: env.Self().String(), Conn: uint64(c.id), EntryIncarnation: uint64(env.Incarnation())},
+			UserId: c.user,
+		})
+	}
+}
+
+func (e *Entry) write(env node.Env, id node.ConnID, f wire.Frame) {
+	e.stats.FramesOut[f.Op]++
+	env.ToClient(id, f)
+}
+
+func errorFrame(reqID uint32, op wire.Op, code wire.ErrorCode, msg string) wire.Frame {
+	return wire.Frame{Op: wire.OpError, ReqID: reqID, Body: mustMarshal(&wire.Error{Code: code, Message: msg, Op: uint32(op)})}
+}
+
+// mustMarshal encodes messages entry builds itself; failing is a bug.
+func mustMarshal(m proto.Message) []byte {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		panic(fmt.Sprintf("entry: marshal %T: %v", m, err))
+	}
+	return b
+}
+
+// stop cancels a timer if one is set and forgets it.
+func stop(env node.Env, id *node.TimerID) {
+	if *id != 0 {
+		env.Cancel(*id)
+		*id = 0
+	}
+}
+
+func sortConnIDs(ids []node.ConnID) { slices.Sort(ids) }
+
+func typeName(m any) string { return fmt.Sprintf("%T", m) }

@@ -1,0 +1,111 @@
+package entry
+
+import (
+	"google.golang.org/protobuf/proto"
+
+	"github.com/zzim/zzim/system/node"
+	"github.com/zzim/zzim/system/wire"
+)
+
+// push is one PUSH frame awaiting its PUSH_ACK.
+type push struct {
+	id       uint64
+	replyTo  string
+	user     string
+	messages []*wire.ChatMessage
+	timer    node.TimerID
+}
+
+// onPush writes the messages to every target that is a live session of its
+// user at this incarnation; the others fail at once so logic takes the
+// offline path without waiting.
+func (e *Entry) onPush(env node.Env, m *wire.PushRequest) {
+	for _, t := range m.Targets {
+		c := e.conns[node.ConnID(t.Conn)]
+		if t.EntryIncarnation != uint64(env.Incarnation()) || c == nil || !c.authed || c.user != t.UserId {
+			e.pushFailed(env, m.ReplyTo, t.UserId, m.Messages, "no such connection")
+			continue
+		}
+		e.pushTo(env, c, m)
+	}
+}
+
+func (e *Entry) pushTo(env node.Env, c *conn, m *wire.PushRequest) {
+	c.pushNext++
+	p := &push{id: c.pushNext, replyTo: m.ReplyTo, user: c.user, messages: m.Messages}
+	c.pushes = append(c.pushes, p)
+	if len(c.pushes) > e.cfg.PushesPendingMax {
+		// A client that does not keep up would make entry hold its pushes
+		// without bound: cut it off (nats-server's slow consumer).
+		e.stats.SlowConsumerCloses++
+		e.drop(env, c, "slow consumer")
+		env.Close(c.id)
+		return
+	}
+	body := mustMarshal(&wire.Push{Messages: m.Messages, PushId: p.id})
+	e.write(env, c.id, wire.Frame{Op: wire.OpPush, Body: body})
+	p.timer = env.After(e.cfg.PushAckTimeout, pushTag{conn: c.id, push: p.id})
+	e.stats.Pushes++
+}
+
+func (e *Entry) onPushAck(env node.Env, c *conn, f wire.Frame) {
+	var ack wire.PushAck
+	if err := proto.Unmarshal(f.Body, &ack); err != nil {
+		e.stats.BadFrames++
+		e.fail(env, c, f.ReqID, f.Op, wire.ErrorCode_BAD_REQUEST, "bad PUSH_ACK body")
+		return
+	}
+	for i, p := range c.pushes {
+		if p.id == ack.PushId {
+			env.Cancel(p.timer)
+			c.pushes = append(c.pushes[:i], c.pushes[i+1:]...)
+			e.stats.PushAcks++
+			return
+		}
+	}
+	// An ack after the timeout: the messages already took the offline path.
+}
+
+func (e *Entry) onPushTimeout(env node.Env, c *conn, id uint64, timer node.TimerID) {
+	for i, p := range c.pushes {
+		if p.id == id && p.timer == timer {
+			c.pushes = append(c.pushes[:i], c.pushes[i+1:]...)
+			e.stats.PushTimeouts++
+			e.pushFailed(env, p.replyTo, p.user, p.messages, "push not acknowledged in time")
+			return
+		}
+	}
+}
+
+// failPushes sends PushFailed for every unacknowledged push of c, in push order.
+func (e *Entry) failPushes(env node.Env, c *conn, reason string) {
+	for _, p := range c.pushes {
+		stop(env, &p.timer)
+		e.pushFailed(env, p.replyTo, p.user, p.messages, reason)
+	}
+	c.pushes = nil
+}
+
+func (e *Entry) pushFailed(env node.Env, replyTo, user string, msgs []*wire.ChatMessage, reason string) {
+	to, err := node.ParseAddr(replyTo)
+	if err != nil {
+		env.Log().Error("entry: push with a bad reply_to", "reply_to", replyTo, "err", err)
+		return
+	}
+	e.stats.PushesFailed++
+	env.Send(to, &wire.PushFailed{UserId: user, Messages: msgs, Reason: reason})
+}
+
+// onKick closes the named connection if it is still that user's session here.
+func (e *Entry) onKick(env node.Env, m *wire.KickRequest) {
+	t := m.GetTarget()
+	c := e.conns[node.ConnID(t.GetConn())]
+	if t.GetEntryIncarnation() != uint64(env.Incarnation()) || c == nil || !c.authed || c.user != t.GetUserId() {
+		e.stats.StaleDropped++
+		return
+	}
+	e.stats.Kicks++
+	e.write(env, c.id, wire.Frame{Op: wire.OpKick, Body: mustMarshal(&wire.Kick{Reason: m.Reason})})
+	e.drop(env, c, "kicked")
+	env.Close(c.id)
+}
