@@ -1,0 +1,329 @@
+// Package das is zzim's storage access service: the only component that
+// talks to the database. It is a sans-I/O state machine (system/node): it
+// receives wire.StoreRequest messages from logic and extlogic, queues them
+// per business, issues node.StoreOp requests through its Env and answers
+// each caller with a wire.StoreReply.
+//
+// What it guarantees (docs/protocol.md "Das"):
+//   - One bounded queue per business (message, contact, unread, system). A
+//     full queue answers OUTCOME_FAILED + OVERLOADED at once, and nothing is
+//     stored; the other queues keep serving, so one slow business cannot
+//     starve another.
+//   - Appends are group-committed: up to store.AppendBatchMax queued appends
+//     of one queue go into one transaction, with at most appendInflightMax
+//     append transactions per queue in flight. Reads go one StoreOp each,
+//     at most readInflightMax per queue.
+//   - The outcome of a transaction reaches every caller in it unchanged:
+//     committed → OUTCOME_OK with the seq; timed out → OUTCOME_UNKNOWN (it may
+//     have committed: the caller retries, the store's dedup answers);
+//     definitely not committed → OUTCOME_FAILED with a code. A deadlock is
+//     retried here as the same batch up to deadlockRetryMax times before it
+//     becomes UNAVAILABLE.
+//
+// Bug switches honoured here: bugs.AckBeforeCommit (answer an append at once
+// with a seq guessed from a cache) and bugs.StaleSync (answer a sync from a
+// snapshot lagging by StaleSyncBound).
+package das
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/zzim/zzim/system/bugs"
+	"github.com/zzim/zzim/system/node"
+	"github.com/zzim/zzim/system/store"
+	"github.com/zzim/zzim/system/wire"
+)
+
+// Defaults and bounds.
+const (
+	// QueueMaxDefault bounds each business queue (appends and reads waiting).
+	QueueMaxDefault = 1024
+	// AppendInflightMaxDefault bounds the append transactions of one queue in flight.
+	AppendInflightMaxDefault = 2
+	// ReadInflightMaxDefault bounds the read requests of one queue in flight.
+	ReadInflightMaxDefault = 16
+	// StaleSyncBoundDefault is how far bugs.StaleSync's snapshot lags.
+	StaleSyncBoundDefault = 2 * time.Second
+	// deadlockRetryMax bounds the re-issues of one batch aborted by a deadlock.
+	deadlockRetryMax = 3
+	// seqCacheMax bounds bugs.AckBeforeCommit's per-conversation cache; when
+	// full it is cleared (a bug switch needs no eviction policy).
+	seqCacheMax = 1 << 16
+	// businessCount is the number of wire.Business values.
+	businessCount = 4
+)
+
+// Config configures a Das.
+type Config struct {
+	// Topology is the number of slots per role (for registration and views).
+	Topology map[node.Role]int
+	Bugs     bugs.Set
+	// QueueMax bounds each business queue; a missing or zero entry means QueueMaxDefault.
+	QueueMax          map[wire.Business]int
+	AppendInflightMax int           // per queue; 0 means AppendInflightMaxDefault
+	ReadInflightMax   int           // per queue; 0 means ReadInflightMaxDefault
+	StaleSyncBound    time.Duration // 0 means StaleSyncBoundDefault
+}
+
+// Stats are das counters, exported for metrics.
+type Stats struct {
+	QueueDepth      [businessCount]int    // waiting now, by wire.Business
+	Rejected        [businessCount]uint64 // OVERLOADED answers, by wire.Business
+	BadRequests     uint64                // requests refused by validation or the store
+	Batches         uint64                // append transactions issued (first attempts)
+	BatchedAppends  uint64                // appends in those transactions
+	BatchSizeMax    int                   // largest batch so far
+	Reads           uint64                // read requests issued
+	DeadlockRetries uint64
+	Unknown         uint64 // store operations that timed out
+	Failed          uint64 // store operations that definitely failed
+	EarlyAcks       uint64 // bugs.AckBeforeCommit answers
+}
+
+// request is one caller's request waiting in a queue or in a transaction.
+type request struct {
+	from  node.Addr
+	req   *wire.StoreRequest
+	acked bool // bugs.AckBeforeCommit: the caller already has its answer
+}
+
+// queue is one business's bounded queue.
+type queue struct {
+	business       wire.Business
+	max            int
+	appends        []*request
+	reads          []*request
+	appendInflight int
+	readInflight   int
+}
+
+func (q *queue) depth() int { return len(q.appends) + len(q.reads) }
+
+// flight is one StoreOp in flight.
+type flight struct {
+	q         *queue
+	reqs      []*request
+	op        node.StoreOp
+	isAppend  bool
+	deadlocks int
+}
+
+// Das is the storage access state machine.
+type Das struct {
+	cfg      Config
+	member   *node.Member
+	queues   [businessCount]*queue
+	inflight map[node.ReqID]*flight
+	seqCache map[string]uint64 // bugs.AckBeforeCommit only
+	stats    Stats
+}
+
+var _ node.Node = (*Das)(nil)
+
+// New returns a Das with cfg's defaults filled in.
+func New(cfg Config) *Das {
+	if cfg.AppendInflightMax <= 0 {
+		cfg.AppendInflightMax = AppendInflightMaxDefault
+	}
+	if cfg.ReadInflightMax <= 0 {
+		cfg.ReadInflightMax = ReadInflightMaxDefault
+	}
+	if cfg.StaleSyncBound <= 0 {
+		cfg.StaleSyncBound = StaleSyncBoundDefault
+	}
+	d := &Das{
+		cfg:      cfg,
+		member:   node.NewMember(cfg.Topology),
+		inflight: map[node.ReqID]*flight{},
+		seqCache: map[string]uint64{},
+	}
+	for b := range d.queues {
+		max := cfg.QueueMax[wire.Business(b)]
+		if max <= 0 {
+			max = QueueMaxDefault
+		}
+		d.queues[b] = &queue{business: wire.Business(b), max: max}
+	}
+	return d
+}
+
+// Stats returns a copy of the counters.
+func (d *Das) Stats() Stats {
+	s := d.stats
+	for b, q := range d.queues {
+		s.QueueDepth[b] = q.depth()
+	}
+	return s
+}
+
+// Start implements node.Node.
+func (d *Das) Start(env node.Env) { d.member.Start(env) }
+
+// Handle implements node.Node.
+func (d *Das) Handle(env node.Env, ev node.Event) {
+	if d.member.Handle(env, ev) {
+		return
+	}
+	switch ev := ev.(type) {
+	case node.Recv:
+		if req, ok := ev.Msg.(*wire.StoreRequest); ok {
+			d.onRequest(env, req)
+		}
+	case node.Completion:
+		d.onCompletion(env, ev)
+	}
+}
+
+func (d *Das) onRequest(env node.Env, req *wire.StoreRequest) {
+	from, err := node.ParseAddr(req.ReplyTo)
+	if err != nil {
+		env.Log().Warn("das: request without a valid reply_to", "reply_to", req.ReplyTo, "err", err)
+		return // nobody to answer
+	}
+	r := &request{from: from, req: req}
+	if err := validate(req); err != nil {
+		d.stats.BadRequests++
+		d.reply(env, r, failed(wire.ErrorCode_BAD_REQUEST, err))
+		return
+	}
+	q := d.queues[req.Business]
+	if q.depth() >= q.max {
+		d.stats.Rejected[req.Business]++
+		d.reply(env, r, failed(wire.ErrorCode_OVERLOADED, fmt.Errorf("das: %s queue full (%d)", req.Business, q.max)))
+		return
+	}
+	if req.Append != nil {
+		if d.cfg.Bugs.On(bugs.AckBeforeCommit) {
+			d.ackEarly(env, r)
+		}
+		q.appends = append(q.appends, r)
+	} else {
+		q.reads = append(q.reads, r)
+	}
+	d.dispatch(env, q)
+}
+
+// dispatch starts as much of q's waiting work as its in-flight bounds allow.
+func (d *Das) dispatch(env node.Env, q *queue) {
+	for q.appendInflight < d.cfg.AppendInflightMax && len(q.appends) > 0 {
+		n := min(len(q.appends), store.AppendBatchMax)
+		batch := q.appends[:n:n]
+		q.appends = q.appends[n:]
+		f := &flight{q: q, reqs: batch, isAppend: true, op: node.StoreOp{Append: make([]store.AppendReq, n)}}
+		for i, r := range batch {
+			f.op.Append[i] = appendReq(r.req.Append)
+		}
+		q.appendInflight++
+		d.stats.Batches++
+		d.stats.BatchedAppends += uint64(n)
+		d.stats.BatchSizeMax = max(d.stats.BatchSizeMax, n)
+		d.issue(env, f)
+	}
+	for q.readInflight < d.cfg.ReadInflightMax && len(q.reads) > 0 {
+		r := q.reads[0]
+		q.reads = q.reads[1:]
+		q.readInflight++
+		d.stats.Reads++
+		d.issue(env, &flight{q: q, reqs: []*request{r}, op: readOp(r.req)})
+	}
+}
+
+func (d *Das) issue(env node.Env, f *flight) {
+	d.inflight[env.Store(f.op)] = f
+}
+
+func (d *Das) onCompletion(env node.Env, c node.Completion) {
+	f, ok := d.inflight[c.Req]
+	if !ok {
+		return // a registry completion, or a previous incarnation's request
+	}
+	delete(d.inflight, c.Req)
+	if c.Outcome == node.Failed && errors.Is(c.Err, store.ErrDeadlock) && f.deadlocks < deadlockRetryMax {
+		// Nothing was written: the same batch again is safe and keeps its order.
+		f.deadlocks++
+		d.stats.DeadlockRetries++
+		d.issue(env, f)
+		return
+	}
+	switch c.Outcome {
+	case node.OK:
+		d.answerOK(env, f, c.Store)
+	case node.Unknown:
+		d.stats.Unknown++
+		d.answerAll(env, f, &wire.StoreReply{Outcome: wire.Outcome_OUTCOME_UNKNOWN, Error: errText(c.Err)})
+	default:
+		d.stats.Failed++
+		code := wire.ErrorCode_UNAVAILABLE
+		if errors.Is(c.Err, store.ErrInvalid) {
+			code = wire.ErrorCode_BAD_REQUEST
+			d.stats.BadRequests++
+		}
+		d.answerAll(env, f, failed(code, c.Err))
+	}
+	if f.isAppend {
+		f.q.appendInflight--
+	} else {
+		f.q.readInflight--
+	}
+	d.dispatch(env, f.q)
+}
+
+func (d *Das) answerOK(env node.Env, f *flight, res *node.StoreResult) {
+	if res == nil {
+		res = &node.StoreResult{}
+	}
+	if f.isAppend {
+		for i, r := range f.reqs {
+			if i >= len(res.Append) {
+				// The store broke its contract: one result per request.
+				d.reply(env, r, failed(wire.ErrorCode_INTERNAL, errors.New("das: store returned too few append results")))
+				continue
+			}
+			a := res.Append[i]
+			d.learnSeq(r.req.Append.ConvId, a.Seq)
+			d.reply(env, r, &wire.StoreReply{Append: &wire.AppendResult{Seq: a.Seq, Duplicate: a.Duplicate, CreatedAtMs: a.CreatedAtMs}})
+		}
+		return
+	}
+	r := f.reqs[0]
+	d.reply(env, r, d.readReply(env, r.req, res))
+}
+
+func (d *Das) answerAll(env node.Env, f *flight, rep *wire.StoreReply) {
+	for _, r := range f.reqs {
+		d.reply(env, r, rep)
+	}
+}
+
+// reply sends rep, addressed to r's caller. rep is copied per caller: a sent
+// message must never change afterwards.
+func (d *Das) reply(env node.Env, r *request, rep *wire.StoreReply) {
+	if r.acked {
+		return // bugs.AckBeforeCommit: the real outcome is ignored
+	}
+	out := &wire.StoreReply{
+		ReqId:             r.req.ReqId,
+		CallerIncarnation: r.req.CallerIncarnation,
+		Outcome:           rep.Outcome,
+		Code:              rep.Code,
+		Error:             rep.Error,
+		Append:            rep.Append,
+		Sync:              rep.Sync,
+		Read:              rep.Read,
+		ConvList:          rep.ConvList,
+	}
+	env.Send(r.from, out)
+}
+
+func failed(code wire.ErrorCode, err error) *wire.StoreReply {
+	return &wire.StoreReply{Outcome: wire.Outcome_OUTCOME_FAILED, Code: code, Error: errText(err)}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
