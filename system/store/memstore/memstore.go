@@ -173,9 +173,6 @@ func (s *Store) ensureMember(userID, convID, peerID, listingID string) {
 	if _, ok := u.convs[convID]; ok {
 		return
 	}
-	if peerID == store.SystemSender {
-		peerID = ""
-	}
 	u.convs[convID] = &membership{peerID: peerID, listingID: listingID}
 	s.rows++
 }
