@@ -68,6 +68,7 @@ func (e *Entry) onFrame(env node.Env, ev node.ClientFrame) {
 	}
 	f := ev.Frame
 	e.stats.FramesIn[f.Op]++
+	e.stats.FramesInTotal++
 	c.lastFrame = env.Now()
 	switch {
 	case !c.authed && f.Op == wire.OpLogin:
@@ -213,6 +214,7 @@ func (e *Entry) drop(env node.Env, c *conn, reason string) {
 
 func (e *Entry) write(env node.Env, id node.ConnID, f wire.Frame) {
 	e.stats.FramesOut[f.Op]++
+	e.stats.FramesOutTotal++
 	env.ToClient(id, f)
 }
 

@@ -79,8 +79,10 @@ type Stats struct {
 	Connections         uint64 // accepted
 	ConnectionsOpen     int
 	ConnectionsRejected uint64 // refused past ConnsMax
-	FramesIn            map[wire.Op]uint64
-	FramesOut           map[wire.Op]uint64
+	FramesIn            map[wire.Op]uint64 // by op
+	FramesOut           map[wire.Op]uint64 // by op
+	FramesInTotal       uint64
+	FramesOutTotal      uint64
 	Forwarded           uint64 // requests sent to logic the first time
 	Unauthenticated     uint64 // connections closed for a missing, forged or expired token or no login
 	BadFrames           uint64 // connections closed for a frame they must not send
