@@ -78,7 +78,7 @@ func (c *Config) fill() {
 type Stats struct {
 	Connections         uint64 // accepted
 	ConnectionsOpen     int
-	ConnectionsRejected uint64 // refused past ConnsMax
+	ConnectionsRejected uint64             // refused past ConnsMax
 	FramesIn            map[wire.Op]uint64 // by op
 	FramesOut           map[wire.Op]uint64 // by op
 	FramesInTotal       uint64
