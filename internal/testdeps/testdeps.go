@@ -74,6 +74,7 @@ func unavailable(t testing.TB, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	if inCI() {
 		t.Fatalf("testdeps: %s (CI=true: a missing dependency is a failure)", msg)
+		return
 	}
 	t.Skipf("testdeps: %s (skipped; with CI=true this fails)", msg)
 }

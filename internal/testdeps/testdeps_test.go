@@ -3,6 +3,7 @@ package testdeps
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -106,5 +107,43 @@ func TestNATS(t *testing.T) {
 	msg, err := sub.NextMsg(5 * time.Second)
 	if err != nil || string(msg.Data) != "hi" {
 		t.Errorf("got %v, %v, want hi", msg, err)
+	}
+}
+
+// recorder is a testing.TB that records how a helper gave up instead of
+// giving up itself.
+type recorder struct {
+	testing.TB
+	skipped, failed string
+}
+
+func (r *recorder) Helper()                          {}
+func (r *recorder) Skipf(format string, args ...any) { r.skipped = fmt.Sprintf(format, args...) }
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.failed = fmt.Sprintf(format, args...)
+}
+
+func TestMissingImage(t *testing.T) {
+	tests := []struct {
+		ci       string
+		wantSkip bool
+	}{
+		{ci: "", wantSkip: true},
+		{ci: "false", wantSkip: true},
+		{ci: "true", wantSkip: false},
+	}
+	for _, tt := range tests {
+		t.Run("CI="+tt.ci, func(t *testing.T) {
+			t.Setenv("CI", tt.ci)
+			r := &recorder{TB: t}
+			requireImage(context.Background(), r, "zzim/no-such-image:dev")
+			gotSkip, gotFail := r.skipped != "", r.failed != ""
+			if gotSkip != tt.wantSkip || gotFail == tt.wantSkip {
+				t.Errorf("got skipped %q failed %q, want skip %v", r.skipped, r.failed, tt.wantSkip)
+			}
+			if msg := r.skipped + r.failed; !strings.Contains(msg, "zzim/no-such-image:dev") && !strings.Contains(msg, "docker unavailable") {
+				t.Errorf("message %q names neither the image nor docker", msg)
+			}
+		})
 	}
 }
