@@ -1,0 +1,218 @@
+package check
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/zzim/zzim/system/store"
+)
+
+// Linearizability results per partition.
+const (
+	ResultOK      = "ok"
+	ResultIllegal = "illegal"
+	ResultUnknown = "unknown"
+)
+
+// Bounds of the linearizability report.
+const (
+	// VisualizationsMax bounds the HTML files written for one check.
+	VisualizationsMax = 20
+	// involvedOpsMax bounds the ops a linearizability violation lists.
+	involvedOpsMax = 8
+	// verboseTimeoutMin is the least time the rerun that explains an
+	// illegal partition gets, even when the overall timeout has passed.
+	verboseTimeoutMin = time.Second
+)
+
+// neverReturned stands for +infinity: the return of a send whose outcome
+// is unknown, so it may take effect at any point after its call.
+const neverReturned = math.MaxInt64
+
+// PartitionResult is porcupine's verdict on one conversation.
+type PartitionResult struct {
+	Conv   string `json:"conv"`
+	Ops    int    `json:"ops"`
+	Result string `json:"result"` // ok | illegal | unknown
+}
+
+// LinOptions tune the linearizability check.
+type LinOptions struct {
+	Dump    []store.Message // resolves sends with unknown outcome; nil: none
+	Faults  []FaultWindow   // annotate the visualizations
+	Timeout time.Duration   // overall; 0 means DefaultTimeout
+	OutDir  string          // where visualizations go; "" writes none
+}
+
+// partition is one conversation's operations and model.
+type partition struct {
+	model *convModel
+	ops   []porcupine.Operation
+}
+
+// Linearizability checks each conversation's sends and syncs against the
+// log model with porcupine. Partitions run in parallel and share one
+// deadline; a partition porcupine could not decide in time is "unknown".
+// The model is partitioned here, not through porcupine's Model.Partition,
+// because porcupine merges the partitions' verdicts and the report needs
+// each one.
+func Linearizability(h *History, opts LinOptions) ([]PartitionResult, []Violation, error) {
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	deadline := time.Now().Add(timeout)
+	parts := buildPartitions(h, opts.Dump)
+	results := runPartitions(parts, deadline)
+	out := make([]PartitionResult, len(parts))
+	var violations []Violation
+	written := 0
+	for i, p := range parts {
+		out[i] = PartitionResult{Conv: p.model.conv, Ops: len(p.ops), Result: results[i]}
+		if results[i] != ResultIllegal {
+			continue
+		}
+		v := Violation{
+			Promise: PromiseLinearizableSync, Name: PromiseName(PromiseLinearizableSync), Conv: p.model.conv,
+			Message: fmt.Sprintf("porcupine: %d operations of the conversation are not linearizable", len(p.ops)),
+		}
+		if written < VisualizationsMax {
+			written++
+			if err := explain(h, p, &v, deadline, opts); err != nil {
+				return out, violations, err
+			}
+		}
+		violations = append(violations, v)
+	}
+	return out, violations, nil
+}
+
+// runPartitions checks every partition, largest first, on GOMAXPROCS workers.
+func runPartitions(parts []*partition, deadline time.Time) []string {
+	results := make([]string, len(parts))
+	order := make([]int, len(parts))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return len(parts[order[a]].ops) > len(parts[order[b]].ops) })
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				results[i] = checkPartition(parts[i].model.porcupineModel(), parts[i].ops, deadline)
+			}
+		}()
+	}
+	for _, i := range order {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	return results
+}
+
+// checkPartition maps porcupine's answer; a partition reached after the
+// deadline is unknown, never ok.
+func checkPartition(model porcupine.Model, ops []porcupine.Operation, deadline time.Time) string {
+	remaining := time.Until(deadline)
+	if remaining <= 0 {
+		return ResultUnknown
+	}
+	return resultName(porcupine.CheckOperationsTimeout(model, ops, remaining))
+}
+
+func resultName(r porcupine.CheckResult) string {
+	switch r {
+	case porcupine.Ok:
+		return ResultOK
+	case porcupine.Illegal:
+		return ResultIllegal
+	}
+	return ResultUnknown
+}
+
+// explain reruns an illegal partition verbosely to name the operations
+// porcupine could not linearize and, with OutDir, to draw it.
+func explain(h *History, p *partition, v *Violation, deadline time.Time, opts LinOptions) error {
+	model := p.model.porcupineModel()
+	res, info := porcupine.CheckOperationsVerbose(model, p.ops, max(time.Until(deadline), verboseTimeoutMin))
+	if res != porcupine.Illegal {
+		v.Message += fmt.Sprintf(" (the explaining rerun ended %s)", resultName(res))
+		return nil
+	}
+	for _, i := range stuckOps(p, info) {
+		if m := p.ops[i].Metadata.(opMeta); m.index >= 0 {
+			v.Ops = append(v.Ops, opLine(h, m.index))
+			v.Index = append(v.Index, m.index)
+		}
+	}
+	if opts.OutDir == "" {
+		return nil
+	}
+	var notes []porcupine.Annotation
+	for _, f := range opts.Faults {
+		notes = append(notes, porcupine.Annotation{
+			Tag: "faults", Start: f.Start, End: f.End, Description: f.What, BackgroundColor: "#ffd6d6",
+		})
+	}
+	info.AddAnnotations(notes)
+	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
+		return fmt.Errorf("visualization: %w", err)
+	}
+	path := filepath.Join(opts.OutDir, "lin-"+fileSafe(p.model.conv)+".html")
+	if err := porcupine.VisualizePath(model, info, path); err != nil {
+		return fmt.Errorf("visualization %s: %w", path, err)
+	}
+	v.Visualization = path
+	return nil
+}
+
+// stuckOps returns the operations outside porcupine's longest partial
+// linearization, earliest call first: where the search got stuck.
+func stuckOps(p *partition, info porcupine.LinearizationInfo) []int {
+	var longest []int
+	if parts := info.PartialLinearizations(); len(parts) > 0 {
+		for _, l := range parts[0] {
+			if len(l) > len(longest) {
+				longest = l
+			}
+		}
+	}
+	in := make([]bool, len(p.ops))
+	for _, i := range longest {
+		if i >= 0 && i < len(in) {
+			in[i] = true
+		}
+	}
+	var out []int
+	for i := range p.ops {
+		if !in[i] {
+			out = append(out, i)
+		}
+	}
+	sort.SliceStable(out, func(a, b int) bool { return p.ops[out[a]].Call < p.ops[out[b]].Call })
+	if len(out) > involvedOpsMax {
+		out = out[:involvedOpsMax]
+	}
+	return out
+}
+
+func fileSafe(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}

@@ -1,0 +1,234 @@
+package check
+
+import (
+	"sort"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/zzim/zzim/system/store"
+)
+
+// observation: some op or store row saw message key at seq.
+type observation struct {
+	key msgKey
+	seq uint64
+}
+
+// convOps gathers what one conversation's partition is built from.
+type convOps struct {
+	sends, syncs []int
+	seen         []observation
+}
+
+// buildPartitions turns the history into one porcupine history per
+// conversation (sorted by conversation id):
+//   - an acknowledged send returns its seq at its return time;
+//   - a send with unknown outcome never returns (+infinity). The dump,
+//     when given, resolves it: present means it took effect at its stored
+//     seq, absent means it did not (the op is dropped). Without a dump, a
+//     seq any op of the history observed resolves it, else it may return
+//     any seq (0);
+//   - a failed send did not happen and is dropped; a sync that never
+//     returned constrains nothing and is dropped;
+//   - a message observed (store, sync, delivery, final holdings) that no
+//     recorded send explains (a system notice, an unrecorded client) gets
+//     a synthetic send that may happen any time;
+//   - positions nothing explains get anonymous filler sends, so a history
+//     that records only some senders is not called illegal for it.
+func buildPartitions(h *History, dump []store.Message) []*partition {
+	byConv := map[string]*convOps{}
+	get := func(conv string) *convOps {
+		c, ok := byConv[conv]
+		if !ok {
+			c = &convOps{}
+			byConv[conv] = c
+		}
+		return c
+	}
+	dumpSeq := map[msgKey]uint64{}
+	for _, m := range dump {
+		k := keyOf(m.ConvID, m.SenderID, m.ClientMsgID, m.Seq)
+		dumpSeq[k] = m.Seq
+		c := get(m.ConvID)
+		c.seen = append(c.seen, observation{k, m.Seq})
+	}
+	observed := map[msgKey]uint64{}
+	note := func(c *convOps, k msgKey, seq uint64) {
+		if seq == 0 {
+			return
+		}
+		c.seen = append(c.seen, observation{k, seq})
+		if _, ok := observed[k]; !ok {
+			observed[k] = seq
+		}
+	}
+	for i := range h.Ops {
+		op := &h.Ops[i]
+		switch op.Kind {
+		case KindSend:
+			c := get(op.Conv)
+			c.sends = append(c.sends, i)
+			if acked(op) {
+				note(c, keyOf(op.Conv, op.User, op.In.ClientMsgID, op.Out.Seq), op.Out.Seq)
+			}
+		case KindSync, KindDeliver, KindFinal:
+			c := get(op.Conv)
+			if op.Kind == KindSync {
+				c.syncs = append(c.syncs, i)
+			}
+			for _, m := range op.Out.Msgs {
+				note(c, keyOf(op.Conv, m.Sender, m.ClientMsgID, m.Seq), m.Seq)
+			}
+		}
+	}
+	convs := make([]string, 0, len(byConv))
+	for conv := range byConv {
+		convs = append(convs, conv)
+	}
+	sort.Strings(convs)
+	parts := make([]*partition, 0, len(convs))
+	for _, conv := range convs {
+		b := newPartitionBuilder(conv)
+		parts = append(parts, b.build(h, byConv[conv], dump != nil, dumpSeq, observed))
+	}
+	return parts
+}
+
+// partitionBuilder interns message ids and tracks which seq each takes.
+type partitionBuilder struct {
+	model   *convModel
+	intern  map[msgKey]uint32
+	clients map[int]int
+	// seqOf[id]: the one seq every send of id names; disputed when they differ.
+	seqOf    map[uint32]uint64
+	disputed map[uint32]bool
+	hasSend  map[uint32]bool
+	ops      []porcupine.Operation
+}
+
+func newPartitionBuilder(conv string) *partitionBuilder {
+	return &partitionBuilder{
+		model:    &convModel{conv: conv, names: []string{"", "?"}},
+		intern:   map[msgKey]uint32{},
+		clients:  map[int]int{},
+		seqOf:    map[uint32]uint64{},
+		disputed: map[uint32]bool{},
+		hasSend:  map[uint32]bool{},
+	}
+}
+
+func (b *partitionBuilder) id(k msgKey) uint32 {
+	if id, ok := b.intern[k]; ok {
+		return id
+	}
+	id := uint32(len(b.model.names))
+	b.intern[k] = id
+	b.model.names = append(b.model.names, k.sender+"/"+k.cmid)
+	return id
+}
+
+// clientID numbers clients densely from 0 for the visualization.
+func (b *partitionBuilder) clientID(client int) int {
+	if c, ok := b.clients[client]; ok {
+		return c
+	}
+	c := len(b.clients)
+	b.clients[client] = c
+	return c
+}
+
+func (b *partitionBuilder) addSend(id uint32, seq uint64, client int, call, ret int64, meta opMeta) {
+	b.hasSend[id] = true
+	if prev, ok := b.seqOf[id]; ok && prev != seq || seq == 0 {
+		b.disputed[id] = true
+	}
+	b.seqOf[id] = seq
+	b.ops = append(b.ops, porcupine.Operation{
+		ClientId: client, Input: linInput{id: id}, Output: linOutput{seq: seq},
+		Call: call, Return: ret, Metadata: meta,
+	})
+}
+
+func (b *partitionBuilder) build(h *History, c *convOps, haveDump bool, dumpSeq, observed map[msgKey]uint64) *partition {
+	minCall := int64(math64Max)
+	for _, i := range c.sends {
+		op := &h.Ops[i]
+		if op.Error != "" {
+			continue // definitely failed: it did not happen
+		}
+		k := keyOf(op.Conv, op.User, op.In.ClientMsgID, op.Out.Seq)
+		seq, ret, note := op.Out.Seq, int64(neverReturned), "outcome unknown"
+		switch {
+		case acked(op):
+			ret, note = *op.Return, "acknowledged"
+		case haveDump:
+			s, ok := dumpSeq[k]
+			if !ok {
+				continue // not in the store: it never took effect
+			}
+			seq, note = s, "outcome unknown, resolved by the store"
+		default:
+			seq = observed[k]
+		}
+		b.addSend(b.id(k), seq, b.clientID(op.Client), op.Call, ret, opMeta{i, note})
+		minCall = min(minCall, op.Call)
+	}
+	for _, i := range c.syncs {
+		op := &h.Ops[i]
+		if !op.Returned() || op.Error != "" || op.Unknown {
+			continue
+		}
+		out := linOutput{seqs: make([]uint64, len(op.Out.Msgs)), ids: make([]uint32, len(op.Out.Msgs))}
+		for j, m := range op.Out.Msgs {
+			out.seqs[j] = m.Seq
+			out.ids[j] = b.id(keyOf(op.Conv, m.Sender, m.ClientMsgID, m.Seq))
+		}
+		b.ops = append(b.ops, porcupine.Operation{
+			ClientId: b.clientID(op.Client), Input: linInput{sync: true, after: op.In.AfterSeq, limit: clampLimit(op.In.Limit)},
+			Output: out, Call: op.Call, Return: *op.Return, Metadata: opMeta{i, "sync"},
+		})
+		minCall = min(minCall, op.Call)
+	}
+	if minCall == math64Max {
+		minCall = 0
+	}
+	b.addUnexplained(c, minCall-1)
+	return b.finish()
+}
+
+const math64Max = int64(neverReturned)
+
+// addUnexplained adds synthetic sends for observed messages no send op
+// explains, then fillers for positions nothing explains.
+func (b *partitionBuilder) addUnexplained(c *convOps, at int64) {
+	storeClient := len(b.clients)
+	for _, o := range c.seen {
+		id := b.id(o.key)
+		if b.hasSend[id] {
+			continue
+		}
+		b.addSend(id, o.seq, storeClient, at, neverReturned, opMeta{-1, "seen but never sent by a recorded client"})
+	}
+	taken := map[uint64]bool{}
+	var last uint64
+	for id, seq := range b.seqOf {
+		if seq > 0 && !b.disputed[id] {
+			taken[seq] = true
+			last = max(last, seq)
+		}
+	}
+	for seq := uint64(1); seq <= last; seq++ {
+		if !taken[seq] {
+			b.addSend(fillerID, 0, storeClient, at, neverReturned, opMeta{-1, "filler: a message no operation explains"})
+		}
+	}
+}
+
+func (b *partitionBuilder) finish() *partition {
+	b.model.fixed = make([]uint64, len(b.model.names))
+	for id, seq := range b.seqOf {
+		if !b.disputed[id] && id != fillerID {
+			b.model.fixed[id] = seq
+		}
+	}
+	return &partition{model: b.model, ops: b.ops}
+}

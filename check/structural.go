@@ -1,0 +1,628 @@
+package check
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/zzim/zzim/system/store"
+	"github.com/zzim/zzim/system/wire"
+)
+
+// ViolationsMax bounds the violations a pass reports; the rest are counted.
+const ViolationsMax = 1000
+
+// StructuralOptions tune the structural pass.
+type StructuralOptions struct {
+	// Faults: the liveness bound counts from the end of the last window.
+	Faults []FaultWindow
+	// LivenessBound enables promise 9 when positive (history clock, ns).
+	LivenessBound time.Duration
+	// ViolationsMax bounds the violations returned (0: ViolationsMax).
+	ViolationsMax int
+}
+
+// msgKey identifies a message: (conv, sender, client_msg_id). A message
+// without client_msg_id (a system notice) is identified by its seq.
+type msgKey struct {
+	conv, sender, cmid string
+}
+
+func keyOf(conv, sender, cmid string, seq uint64) msgKey {
+	if cmid == "" {
+		cmid = "#" + strconv.FormatUint(seq, 10)
+	}
+	return msgKey{conv, sender, cmid}
+}
+
+type convSeq struct {
+	conv string
+	seq  uint64
+}
+
+type clientConv struct {
+	client int
+	conv   string
+}
+
+type clientConvSeq struct {
+	client int
+	conv   string
+	seq    uint64
+}
+
+type userConv struct {
+	user, conv string
+}
+
+// source names where an observation came from: an op index (>= 0) or a
+// dump row j encoded as -(j+1).
+type source int
+
+type seqSeen struct {
+	seq uint64
+	src source
+}
+
+type keySeen struct {
+	key msgKey
+	src source
+}
+
+// structural holds the indexes of one pass. Every map is keyed so that
+// each op is visited a constant number of times (sorting aside).
+type structural struct {
+	h       *History
+	dump    []store.Message
+	opts    StructuralOptions
+	out     []Violation
+	total   int
+	max     int
+	flagged map[string]bool // one report per broken fact
+
+	msgSeq  map[msgKey]seqSeen
+	seqMsg  map[convSeq]keySeen
+	lastSeq map[string]uint64
+	convs   []string // every conversation, first appearance order
+
+	ackOf      map[convSeq]int    // first acked send op per (conv, seq)
+	dumpSeq    map[msgKey]uint64  // dump: message -> seq
+	sentBy     map[msgKey]int     // message -> first client that sent it
+	deliverAt  map[clientConvSeq]int64
+	finals     map[clientConv]int // final op per (client, conv)
+	hasFinal   map[int]bool
+	userOf     map[int]string
+	lastLogin  map[int]int64
+	maxRead    map[userConv]uint64
+	maxOwnSent map[userConv]uint64
+	anyDeliver bool
+	recipients map[string][]int // cache of finalClients
+}
+
+// Structural runs the linear-time checks of promises 1-6, 8 and 9 on h,
+// against dump when it is non-nil.
+func Structural(h *History, dump []store.Message, opts StructuralOptions) []Violation {
+	return runStructural(h, dump, opts).out
+}
+
+func runStructural(h *History, dump []store.Message, opts StructuralOptions) *structural {
+	s := newStructural(h, dump, opts)
+	s.observeDump()
+	s.observeOps()
+	s.checkDurable()
+	s.checkFIFO()
+	s.checkDeliveries()
+	s.checkFinals()
+	s.checkLiveness()
+	return s
+}
+
+func newStructural(h *History, dump []store.Message, opts StructuralOptions) *structural {
+	s := &structural{
+		h: h, dump: dump, opts: opts, max: opts.ViolationsMax,
+		flagged:    map[string]bool{},
+		msgSeq:     map[msgKey]seqSeen{},
+		seqMsg:     map[convSeq]keySeen{},
+		lastSeq:    map[string]uint64{},
+		ackOf:      map[convSeq]int{},
+		dumpSeq:    map[msgKey]uint64{},
+		sentBy:     map[msgKey]int{},
+		deliverAt:  map[clientConvSeq]int64{},
+		finals:     map[clientConv]int{},
+		hasFinal:   map[int]bool{},
+		userOf:     map[int]string{},
+		lastLogin:  map[int]int64{},
+		maxRead:    map[userConv]uint64{},
+		maxOwnSent: map[userConv]uint64{},
+	}
+	if s.max <= 0 {
+		s.max = ViolationsMax
+	}
+	return s
+}
+
+// violate records a violation once per fact (flag), up to the bound.
+func (s *structural) violate(flag string, promise int, conv string, srcs []source, format string, args ...any) {
+	if flag != "" {
+		if s.flagged[flag] {
+			return
+		}
+		s.flagged[flag] = true
+	}
+	s.total++
+	if len(s.out) >= s.max {
+		return
+	}
+	v := Violation{Promise: promise, Name: PromiseName(promise), Conv: conv, Message: fmt.Sprintf(format, args...)}
+	for _, src := range srcs {
+		if src >= 0 {
+			v.Ops = append(v.Ops, opLine(s.h, int(src)))
+			v.Index = append(v.Index, int(src))
+		} else {
+			v.Ops = append(v.Ops, dumpLineString(s.dump[-int(src)-1]))
+		}
+	}
+	s.out = append(s.out, v)
+}
+
+// Total is how many violations the pass found, reported or not.
+func (s *structural) Total() int { return s.total }
+
+func (s *structural) noteConv(conv string) {
+	if _, ok := s.lastSeq[conv]; !ok {
+		s.lastSeq[conv] = 0
+		s.convs = append(s.convs, conv)
+	}
+}
+
+// observe records that src saw message (conv, sender, cmid) at seq:
+// promise 3 (one message, one seq) and promise 1 (one seq, one message).
+func (s *structural) observe(conv, sender, cmid string, seq uint64, src source) {
+	if seq == 0 {
+		return
+	}
+	s.noteConv(conv)
+	k := keyOf(conv, sender, cmid, seq)
+	if prev, ok := s.msgSeq[k]; !ok {
+		s.msgSeq[k] = seqSeen{seq, src}
+	} else if prev.seq != seq {
+		s.violate(fmt.Sprintf("3|%v|%d|%d", k, prev.seq, seq), PromiseIdempotent, conv, []source{prev.src, src},
+			"message %s/%s has seq %d and seq %d", sender, cmid, prev.seq, seq)
+	}
+	cs := convSeq{conv, seq}
+	if prev, ok := s.seqMsg[cs]; !ok {
+		s.seqMsg[cs] = keySeen{k, src}
+	} else if prev.key != k {
+		s.violate(fmt.Sprintf("1|%s|%d|%v|%v", conv, seq, prev.key, k), PromiseTotalOrder, conv, []source{prev.src, src},
+			"seq %d names two messages: %s/%s and %s/%s", seq, prev.key.sender, prev.key.cmid, sender, cmid)
+	}
+	if !s.haveDump() && seq > s.lastSeq[conv] {
+		s.lastSeq[conv] = seq
+	}
+}
+
+func (s *structural) haveDump() bool { return s.dump != nil }
+
+// observeDump indexes the store's contents and checks they are gap-free.
+func (s *structural) observeDump() {
+	if s.dump == nil {
+		return
+	}
+	count := map[string]uint64{}
+	for j, m := range s.dump {
+		src := source(-(j + 1))
+		k := keyOf(m.ConvID, m.SenderID, m.ClientMsgID, m.Seq)
+		if prev, ok := s.dumpSeq[k]; ok {
+			s.violate("", PromiseIdempotent, m.ConvID, []source{src},
+				"store holds message %s/%s twice (seqs %d and %d)", m.SenderID, m.ClientMsgID, prev, m.Seq)
+		}
+		s.dumpSeq[k] = m.Seq
+		s.observe(m.ConvID, m.SenderID, m.ClientMsgID, m.Seq, src)
+		count[m.ConvID]++
+		if m.Seq > s.lastSeq[m.ConvID] {
+			s.lastSeq[m.ConvID] = m.Seq
+		}
+	}
+	for _, conv := range s.convs {
+		if n, last := count[conv], s.lastSeq[conv]; n != last {
+			s.violate("", PromiseTotalOrder, conv, nil,
+				"store seqs are not gap-free: %d rows, last seq %d", n, last)
+		}
+	}
+}
+
+// acked reports whether op is a send the system acknowledged with a seq.
+func acked(op *Op) bool {
+	return op.Kind == KindSend && op.Returned() && !op.Unknown && op.Error == "" && op.Out.Seq > 0
+}
+
+// observeOps indexes every op of the history.
+func (s *structural) observeOps() {
+	for i := range s.h.Ops {
+		op := &s.h.Ops[i]
+		src := source(i)
+		if op.User != "" {
+			s.userOf[op.Client] = op.User
+		}
+		if op.Conv != "" {
+			s.noteConv(op.Conv)
+		}
+		switch op.Kind {
+		case KindSend:
+			s.observeSend(op, i)
+		case KindSync:
+			s.observeSync(op, src)
+		case KindDeliver:
+			s.anyDeliver = true
+			for _, m := range op.Out.Msgs {
+				s.observe(op.Conv, m.Sender, m.ClientMsgID, m.Seq, src)
+				k := clientConvSeq{op.Client, op.Conv, m.Seq}
+				if at, ok := s.deliverAt[k]; !ok || op.Call < at {
+					s.deliverAt[k] = op.Call
+				}
+			}
+		case KindFinal:
+			s.hasFinal[op.Client] = true
+			if _, ok := s.finals[clientConv{op.Client, op.Conv}]; !ok {
+				s.finals[clientConv{op.Client, op.Conv}] = i
+			}
+			for _, m := range op.Out.Msgs {
+				s.observe(op.Conv, m.Sender, m.ClientMsgID, m.Seq, src)
+			}
+		case KindConvList:
+			for _, c := range op.Out.Convs {
+				s.noteConv(c.Conv)
+				if !s.haveDump() && c.LastSeq > s.lastSeq[c.Conv] {
+					s.lastSeq[c.Conv] = c.LastSeq
+				}
+			}
+		case KindLogin:
+			if op.Returned() && op.Error == "" {
+				s.lastLogin[op.Client] = max(s.lastLogin[op.Client], *op.Return)
+			}
+		case KindRead:
+			if op.Returned() && op.Error == "" {
+				uc := userConv{op.User, op.Conv}
+				s.maxRead[uc] = max(s.maxRead[uc], op.Out.ReadSeq)
+			}
+		}
+	}
+}
+
+func (s *structural) observeSend(op *Op, i int) {
+	k := keyOf(op.Conv, op.User, op.In.ClientMsgID, op.Out.Seq)
+	if _, ok := s.sentBy[k]; !ok && op.In.ClientMsgID != "" {
+		s.sentBy[k] = op.Client
+	}
+	if !acked(op) {
+		return
+	}
+	s.observe(op.Conv, op.User, op.In.ClientMsgID, op.Out.Seq, source(i))
+	cs := convSeq{op.Conv, op.Out.Seq}
+	if _, ok := s.ackOf[cs]; !ok {
+		s.ackOf[cs] = i
+	}
+	uc := userConv{op.User, op.Conv}
+	s.maxOwnSent[uc] = max(s.maxOwnSent[uc], op.Out.Seq)
+}
+
+// observeSync: a page holds after+1, after+2, ... (promise 1: gap-free,
+// strictly increasing), and no more than its limit.
+func (s *structural) observeSync(op *Op, src source) {
+	if !op.Returned() || op.Error != "" || op.Unknown {
+		return
+	}
+	for j, m := range op.Out.Msgs {
+		s.observe(op.Conv, m.Sender, m.ClientMsgID, m.Seq, src)
+		if want := op.In.AfterSeq + uint64(j) + 1; m.Seq != want {
+			s.violate("", PromiseTotalOrder, op.Conv, []source{src},
+				"sync after %d returned seq %d at position %d, want %d", op.In.AfterSeq, m.Seq, j, want)
+			break
+		}
+	}
+	if limit := store.ClampSyncLimit(op.In.Limit); len(op.Out.Msgs) > limit {
+		s.violate("", PromiseTotalOrder, op.Conv, []source{src},
+			"sync returned %d messages, more than its limit %d", len(op.Out.Msgs), limit)
+	}
+	if !s.haveDump() && op.Out.LastSeq > s.lastSeq[op.Conv] {
+		s.lastSeq[op.Conv] = op.Out.LastSeq
+	}
+}
+
+// checkDurable: promise 2, every acknowledged send is in the store with
+// the seq its ack named.
+func (s *structural) checkDurable() {
+	if !s.haveDump() {
+		return
+	}
+	for i := range s.h.Ops {
+		op := &s.h.Ops[i]
+		if !acked(op) {
+			continue
+		}
+		k := keyOf(op.Conv, op.User, op.In.ClientMsgID, op.Out.Seq)
+		seq, ok := s.dumpSeq[k]
+		switch {
+		case !ok:
+			s.violate("2|"+fmt.Sprint(k), PromiseDurable, op.Conv, []source{source(i)},
+				"acknowledged send %s/%s (seq %d) is not in the store", op.User, op.In.ClientMsgID, op.Out.Seq)
+		case seq != op.Out.Seq:
+			s.violate("2|"+fmt.Sprint(k), PromiseDurable, op.Conv, []source{source(i)},
+				"acknowledged send %s/%s has seq %d, the store has it at %d", op.User, op.In.ClientMsgID, op.Out.Seq, seq)
+		}
+	}
+}
+
+// checkFIFO: promise 4, among one client's acknowledged sends to one
+// conversation, seq order equals cseq order; one cseq names one message.
+func (s *structural) checkFIFO() {
+	type sent struct {
+		cseq, seq uint64
+		cmid      string
+		op        int
+	}
+	type clientCSeq struct {
+		client int
+		cseq   uint64
+	}
+	groups := map[clientConv][]sent{}
+	var order []clientConv
+	seen := map[msgKey]bool{}
+	byCSeq := map[clientCSeq]int{}
+	for i := range s.h.Ops {
+		op := &s.h.Ops[i]
+		if !acked(op) || op.In.CSeq == 0 {
+			continue
+		}
+		cc := clientCSeq{op.Client, op.In.CSeq}
+		if prev, ok := byCSeq[cc]; ok && s.h.Ops[prev].In.ClientMsgID != op.In.ClientMsgID {
+			s.violate("", PromiseFIFO, op.Conv, []source{source(prev), source(i)},
+				"client %d used cseq %d for two messages", op.Client, op.In.CSeq)
+		} else if !ok {
+			byCSeq[cc] = i
+		}
+		k := keyOf(op.Conv, op.User, op.In.ClientMsgID, op.Out.Seq)
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		g := clientConv{op.Client, op.Conv}
+		if _, ok := groups[g]; !ok {
+			order = append(order, g)
+		}
+		groups[g] = append(groups[g], sent{op.In.CSeq, op.Out.Seq, op.In.ClientMsgID, i})
+	}
+	for _, g := range order {
+		list := groups[g]
+		sort.SliceStable(list, func(a, b int) bool { return list[a].cseq < list[b].cseq })
+		for j := 1; j < len(list); j++ {
+			a, b := list[j-1], list[j]
+			if a.seq >= b.seq && a.cseq != b.cseq {
+				s.violate("", PromiseFIFO, g.conv, []source{source(a.op), source(b.op)},
+					"client %d sent cseq %d before cseq %d, but they got seqs %d and %d", g.client, a.cseq, b.cseq, a.seq, b.seq)
+			}
+		}
+	}
+}
+
+// checkDeliveries: promise 6, a client hands each (conv, seq) to its
+// application once, in increasing seq order per conversation.
+func (s *structural) checkDeliveries() {
+	var idx []int
+	for i := range s.h.Ops {
+		if s.h.Ops[i].Kind == KindDeliver {
+			idx = append(idx, i)
+		}
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return s.h.Ops[idx[a]].Call < s.h.Ops[idx[b]].Call })
+	first := map[clientConvSeq]int{}
+	type last struct {
+		seq uint64
+		op  int
+	}
+	prev := map[clientConv]last{}
+	for _, i := range idx {
+		op := &s.h.Ops[i]
+		for _, m := range op.Out.Msgs {
+			k := clientConvSeq{op.Client, op.Conv, m.Seq}
+			if f, ok := first[k]; ok {
+				s.violate("", PromiseNoDuplicates, op.Conv, []source{source(f), source(i)},
+					"client %d delivered seq %d twice", op.Client, m.Seq)
+				continue
+			}
+			first[k] = i
+			cc := clientConv{op.Client, op.Conv}
+			if p, ok := prev[cc]; ok && m.Seq < p.seq {
+				s.violate("", PromiseNoDuplicates, op.Conv, []source{source(p.op), source(i)},
+					"client %d delivered seq %d after seq %d", op.Client, m.Seq, p.seq)
+			}
+			if m.Seq > prev[cc].seq {
+				prev[cc] = last{m.Seq, i}
+			}
+		}
+	}
+}
+
+// recipients returns, for each conversation, the users who read it; ok is
+// false for the broadcast conversation (everyone) and unparsable ids.
+func recipients(conv string) (users []string, everyone bool, ok bool) {
+	c, err := wire.ParseConvID(conv)
+	if err != nil {
+		return nil, false, false
+	}
+	switch c.Kind {
+	case wire.ConvPair:
+		return []string{c.Buyer, c.Seller}, false, true
+	case wire.ConvSystem:
+		return []string{c.User}, false, true
+	case wire.ConvBroadcast:
+		return nil, true, true
+	}
+	return nil, false, false
+}
+
+// finalClients lists, per conversation, the clients that must finally hold
+// it: clients that recorded final ops, of users that read the conversation.
+func (s *structural) finalClients() map[string][]int {
+	if s.recipients != nil {
+		return s.recipients
+	}
+	var clients []int
+	byUser := map[string][]int{}
+	for c := range s.hasFinal {
+		clients = append(clients, c)
+	}
+	sort.Ints(clients)
+	for _, c := range clients {
+		byUser[s.userOf[c]] = append(byUser[s.userOf[c]], c)
+	}
+	out := map[string][]int{}
+	for _, conv := range s.convs {
+		users, everyone, ok := recipients(conv)
+		switch {
+		case !ok:
+		case everyone:
+			out[conv] = clients
+		default:
+			for _, u := range users {
+				out[conv] = append(out[conv], byUser[u]...)
+			}
+		}
+	}
+	s.recipients = out
+	return out
+}
+
+// checkFinals: promises 2+5 (every client of a recipient finally holds
+// 1..last_seq, so every acknowledged message, and its application got each
+// one) and 8 (unread = last_seq - read_seq).
+func (s *structural) checkFinals() {
+	fc := s.finalClients()
+	for _, conv := range s.convs {
+		last := s.lastSeq[conv]
+		for _, c := range fc[conv] {
+			i, ok := s.finals[clientConv{c, conv}]
+			if !ok {
+				if last > 0 {
+					s.violate("", PromiseNoLoss, conv, s.ackSources(conv, 1),
+						"client %d (user %s) holds nothing of the conversation, last_seq %d", c, s.userOf[c], last)
+				}
+				continue
+			}
+			s.checkHoldings(i, last)
+			s.checkUnread(i, last)
+		}
+	}
+}
+
+// ackSources returns the acked send of (conv, seq), if any, as evidence.
+func (s *structural) ackSources(conv string, seq uint64) []source {
+	if i, ok := s.ackOf[convSeq{conv, seq}]; ok {
+		return []source{source(i)}
+	}
+	return nil
+}
+
+func (s *structural) checkHoldings(i int, last uint64) {
+	op := &s.h.Ops[i]
+	var held uint64
+	for _, m := range op.Out.Msgs {
+		if m.Seq != held+1 {
+			break
+		}
+		held++
+	}
+	if held != uint64(len(op.Out.Msgs)) || held != last {
+		missing := held + 1
+		s.violate("", PromiseNoLoss, op.Conv, append([]source{source(i)}, s.ackSources(op.Conv, missing)...),
+			"client %d holds %d messages, contiguous to seq %d, want 1..%d (seq %d missing)",
+			op.Client, len(op.Out.Msgs), held, last, missing)
+	}
+	if !s.anyDeliver {
+		return
+	}
+	for _, m := range op.Out.Msgs {
+		k := keyOf(op.Conv, m.Sender, m.ClientMsgID, m.Seq)
+		if sender, ok := s.sentBy[k]; ok && sender == op.Client {
+			continue // the client's own message: it needs no delivery
+		}
+		if _, ok := s.deliverAt[clientConvSeq{op.Client, op.Conv, m.Seq}]; !ok {
+			s.violate("", PromiseNoLoss, op.Conv, append([]source{source(i)}, s.ackSources(op.Conv, m.Seq)...),
+				"client %d holds seq %d but never delivered it to the application", op.Client, m.Seq)
+			return
+		}
+	}
+}
+
+func (s *structural) checkUnread(i int, last uint64) {
+	op := &s.h.Ops[i]
+	rs, unread := op.Out.ReadSeq, op.Out.Unread
+	uc := userConv{op.User, op.Conv}
+	switch {
+	case rs > last:
+		s.violate("", PromiseUnread, op.Conv, []source{source(i)},
+			"client %d has read_seq %d beyond last_seq %d", op.Client, rs, last)
+	case unread != last-rs:
+		s.violate("", PromiseUnread, op.Conv, []source{source(i)},
+			"client %d has unread %d, want last_seq %d - read_seq %d = %d", op.Client, unread, last, rs, last-rs)
+	case rs < s.maxOwnSent[uc]:
+		s.violate("", PromiseUnread, op.Conv, append([]source{source(i)}, s.ackSources(op.Conv, s.maxOwnSent[uc])...),
+			"user %s has read_seq %d, but sent seq %d (sending advances read_seq)", op.User, rs, s.maxOwnSent[uc])
+	case rs < s.maxRead[uc]:
+		s.violate("", PromiseUnread, op.Conv, []source{source(i)},
+			"user %s has read_seq %d, below the %d a read returned", op.User, rs, s.maxRead[uc])
+	}
+}
+
+// checkLiveness: promise 9, every acknowledged message reaches every
+// recipient client that ends online within the bound, counted from the
+// latest of: the ack, the end of the last fault window, the client's last
+// login.
+func (s *structural) checkLiveness() {
+	bound := int64(s.opts.LivenessBound)
+	if bound <= 0 || !s.anyDeliver {
+		return
+	}
+	var heal int64
+	for _, f := range s.opts.Faults {
+		heal = max(heal, f.End)
+	}
+	fc := s.finalClients()
+	ackAt := map[msgKey]int64{}
+	var order []int
+	for i := range s.h.Ops {
+		op := &s.h.Ops[i]
+		if !acked(op) {
+			continue
+		}
+		k := keyOf(op.Conv, op.User, op.In.ClientMsgID, op.Out.Seq)
+		at, ok := ackAt[k]
+		if !ok {
+			order = append(order, i)
+		}
+		if !ok || *op.Return < at {
+			ackAt[k] = *op.Return
+		}
+	}
+	for _, i := range order {
+		op := &s.h.Ops[i]
+		at := ackAt[keyOf(op.Conv, op.User, op.In.ClientMsgID, op.Out.Seq)]
+		for _, c := range fc[op.Conv] {
+			if c == op.Client {
+				continue
+			}
+			deadline := max(heal, at, s.lastLogin[c]) + bound
+			got, ok := s.deliverAt[clientConvSeq{c, op.Conv, op.Out.Seq}]
+			switch {
+			case !ok:
+				s.violate("", PromiseLiveness, op.Conv, []source{source(i)},
+					"client %d never received seq %d (deadline %d)", c, op.Out.Seq, deadline)
+			case got > deadline:
+				s.violate("", PromiseLiveness, op.Conv, []source{source(i)},
+					"client %d received seq %d at %d, %v after its deadline %d",
+					c, op.Out.Seq, got, time.Duration(got-deadline), deadline)
+			}
+		}
+	}
+}
