@@ -1,0 +1,89 @@
+package logic
+
+import (
+	"fmt"
+	"strconv"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/zzim/zzim/system/mq"
+	"github.com/zzim/zzim/system/node"
+	"github.com/zzim/zzim/system/wire"
+)
+
+// afterCommit delivers a committed message: MessageSent for contact upkeep,
+// then a push to the recipient if presence finds them, else the offline
+// queue. It runs for duplicates too: the first commit's delivery may have
+// died with the instance that made it, and clients deduplicate by seq.
+func (l *Logic) afterCommit(env node.Env, op *sendOp, msg *wire.ChatMessage) {
+	l.publish(env, mq.EventSent, &wire.MessageSent{
+		ConvId: msg.ConvId, SenderId: msg.SenderId, PeerId: op.peer, Seq: msg.Seq, AtMs: msg.CreatedAtMs,
+	}, "sent:"+msg.ConvId+":"+strconv.FormatUint(msg.Seq, 10))
+	if op.peer == "" {
+		return // system and broadcast conversations: extlogic fans them out
+	}
+	l.deliverTo(env, op.peer, msg)
+}
+
+// deliverTo looks user up in presence and pushes msg to their connection,
+// or queues it for the offline path.
+func (l *Logic) deliverTo(env node.Env, user string, msg *wire.ChatMessage) {
+	if len(l.deps) >= depsMax {
+		l.offline(env, user, msg) // no room to wait for presence: the queue path is always right
+		return
+	}
+	id := env.Presence(node.PresenceOp{Kind: node.PresenceGet, Users: []string{user}})
+	l.deps[id] = func(env node.Env, c node.Completion) {
+		if c.Outcome != node.OK || c.Presence == nil || len(c.Presence.Found) != 1 || c.Presence.Found[0].User != user {
+			l.offline(env, user, msg) // offline, or presence could not tell
+			return
+		}
+		pe := c.Presence.Found[0]
+		l.stats.Pushes++
+		env.Send(pe.Entry, &wire.PushRequest{
+			Targets:  []*wire.PushTarget{{UserId: user, Conn: uint64(pe.Conn), EntryIncarnation: uint64(pe.Incarnation)}},
+			Messages: []*wire.ChatMessage{msg},
+			ReplyTo:  env.Self().String(),
+		})
+	}
+}
+
+// onPushFailed takes the offline path for each message entry could not push.
+func (l *Logic) onPushFailed(env node.Env, m *wire.PushFailed) {
+	if wire.ValidUserID(m.UserId) != nil {
+		return
+	}
+	for _, msg := range m.Messages {
+		l.offline(env, m.UserId, msg)
+	}
+}
+
+// offline publishes msg for user's offline handling. The msgID makes the
+// queue store it once however many paths publish it.
+func (l *Logic) offline(env node.Env, user string, msg *wire.ChatMessage) {
+	l.stats.OfflinePublishes++
+	l.publish(env, mq.OfflinePrefix+user, &wire.OfflineWork{UserId: user, Messages: []*wire.ChatMessage{msg}},
+		fmt.Sprintf("off:%s:%d:%s", msg.ConvId, msg.Seq, user))
+}
+
+// publish sends m to subject, retrying a failed or unknown publish up to
+// publishAttemptMax times under the same msgID (the queue deduplicates).
+func (l *Logic) publish(env node.Env, subject string, m proto.Message, msgID string) {
+	data, err := wire.Marshal(m)
+	if err != nil {
+		panic(fmt.Sprintf("logic: marshal %T: %v", m, err)) // a bug in this package
+	}
+	l.publishAttempt(env, subject, data, msgID, 1)
+}
+
+func (l *Logic) publishAttempt(env node.Env, subject string, data []byte, msgID string, attempt int) {
+	id := env.Publish(subject, data, msgID)
+	if len(l.deps) >= depsMax {
+		return // untracked: no retry, but nothing waits on it either
+	}
+	l.deps[id] = func(env node.Env, c node.Completion) {
+		if c.Outcome != node.OK && attempt < publishAttemptMax {
+			l.publishAttempt(env, subject, data, msgID, attempt+1)
+		}
+	}
+}
