@@ -1,0 +1,93 @@
+package sim
+
+import (
+	"errors"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/zzim/zzim/system/node"
+	"github.com/zzim/zzim/system/route"
+	"github.com/zzim/zzim/system/wire"
+)
+
+var (
+	errNoSlot      = errors.New("sim: no such slot")
+	errNoFrontEnd  = errors.New("sim: workload has users but the topology has no entry or httpentry")
+	protoMarshal   = proto.Marshal
+	requestKeysMax = 1 << 16
+)
+
+// observer counts what the simulator sees happen, for the exercised
+// counters and the run summary. It only reads events; it never steers.
+type observer struct {
+	crashes, scaleOuts, scaleIns, scaleOutRefused uint64
+	faultsStarted                                 uint64
+
+	linkDowns, partitionDrops, packetDrops, reordered, duplicated uint64
+	dials, dialsRefused, clientsDisconnected, httpTimeouts         uint64
+
+	storeOps, deadlocks, lateCommits, unknownResolvedByDedup uint64
+	presenceOps, presenceLost, presenceStale                 uint64
+	publishes, publishDeduped, offlinePublishes              uint64
+	redeliveries, redeliveriesHandled, queueDuplicates       uint64
+	lostAcks, naks, deadLetters                              uint64
+	registryExpiries, viewChanges                            uint64
+
+	sends, sendsRefused, churns, loginStorms           uint64
+	platformAccepted, platformFailed, platformRetries  uint64
+	pushFailed                                         uint64
+
+	// failover observation: the logic slot each forwarded request last
+	// reached, keyed by (entry, session, req); users seen away from home.
+	lastSlot        map[requestKey]int
+	failoverResends uint64
+	failBacks       uint64
+	remapped        map[string]struct{}
+}
+
+type requestKey struct {
+	entry   string
+	session uint64
+	req     uint32
+}
+
+// nodeEvent looks at an event a node is about to handle.
+func (o *observer) nodeEvent(s *sim, in *instance, ev node.Event) {
+	r, ok := ev.(node.Recv)
+	if !ok {
+		return
+	}
+	switch m := r.Msg.(type) {
+	case *wire.ClientRequest:
+		if in.addr.Role == node.RoleLogic {
+			o.clientRequest(s, in, m)
+		}
+	case *wire.PushFailed:
+		o.pushFailed++
+	}
+}
+
+func (o *observer) clientRequest(s *sim, in *instance, m *wire.ClientRequest) {
+	if o.lastSlot == nil {
+		o.lastSlot, o.remapped = map[requestKey]int{}, map[string]struct{}{}
+	}
+	home := route.Home(m.UserId, max(s.cfg.Topology[node.RoleLogic], 1))
+	if in.addr.Slot != home && len(o.remapped) < requestKeysMax {
+		o.remapped[m.UserId] = struct{}{}
+	}
+	entry := ""
+	if m.Origin != nil {
+		entry = m.Origin.Entry
+	}
+	k := requestKey{entry: entry, session: m.SessionId, req: m.ReqId}
+	if prev, ok := o.lastSlot[k]; ok && prev != in.addr.Slot {
+		o.failoverResends++
+		if in.addr.Slot == home {
+			o.failBacks++
+		}
+	}
+	if len(o.lastSlot) >= requestKeysMax {
+		clear(o.lastSlot) // bounded memory: forget old requests (undercounts, never overcounts)
+	}
+	o.lastSlot[k] = in.addr.Slot
+}
