@@ -51,13 +51,9 @@ type Store struct {
 // is len(msgs) and gap-freedom holds by construction.
 type conversation struct {
 	msgs      []store.Message
-	dedup     map[dedupKey]uint64 // (sender, client_msg_id) → seq
-	lastMs    int64               // CreatedAtMs of the last message
-	lastOrder uint64              // Store.order at the last append
-}
-
-type dedupKey struct {
-	sender, clientMsgID string
+	dedup     map[string]map[string]uint64 // sender → client_msg_id → seq
+	lastMs    int64                        // CreatedAtMs of the last message
+	lastOrder uint64                       // Store.order at the last append
 }
 
 // user holds one user's user_conversations rows, their read mark on the
@@ -138,43 +134,54 @@ func validateAppend(r *store.AppendReq) error {
 func (s *Store) appendOne(r *store.AppendReq) store.AppendResult {
 	c := s.convs[r.ConvID]
 	if c == nil {
-		c = &conversation{dedup: map[dedupKey]uint64{}}
+		c = &conversation{dedup: map[string]map[string]uint64{}}
 		s.convs[r.ConvID] = c
 	}
-	key := dedupKey{r.SenderID, r.ClientMsgID}
-	if seq, ok := c.dedup[key]; ok && !s.noDedup { // bugs.NoDedup: store the resend again
-		return store.AppendResult{Seq: seq, Duplicate: true, CreatedAtMs: c.msgs[seq-1].CreatedAtMs}
+	sent := c.dedup[r.SenderID]
+	if sent == nil {
+		sent = map[string]uint64{}
+		c.dedup[r.SenderID] = sent
+	}
+	first, dup := sent[r.ClientMsgID]
+	if dup && !s.noDedup { // bugs.NoDedup: store the resend again
+		return store.AppendResult{Seq: first, Duplicate: true, CreatedAtMs: c.msgs[first-1].CreatedAtMs}
 	}
 	seq := uint64(len(c.msgs)) + 1
 	c.msgs = append(c.msgs, store.Message{
 		ConvID: r.ConvID, Seq: seq, SenderID: r.SenderID, ClientMsgID: r.ClientMsgID,
 		CSeq: r.CSeq, Body: r.Body, CreatedAtMs: r.CreatedAtMs,
 	})
-	if _, ok := c.dedup[key]; !ok {
-		c.dedup[key] = seq
+	if !dup {
+		sent[r.ClientMsgID] = seq
 	}
 	s.rows++
 	s.order++
 	c.lastMs, c.lastOrder = r.CreatedAtMs, s.order
 
-	s.ensureMember(r.SenderID, r.ConvID, r.PeerID, r.ListingID)
+	if m := s.ensureMember(r.SenderID, r.ConvID, r.PeerID, r.ListingID); m != nil {
+		m.readSeq = max(m.readSeq, seq) // sending advances the sender's read_seq
+	} else if r.ConvID == wire.BroadcastConvID {
+		s.raiseRead(r.SenderID, r.ConvID, seq)
+	}
 	s.ensureMember(r.PeerID, r.ConvID, r.SenderID, r.ListingID)
-	s.raiseRead(r.SenderID, r.ConvID, seq)
 	return store.AppendResult{Seq: seq, CreatedAtMs: r.CreatedAtMs}
 }
 
-// ensureMember creates userID's user_conversations row for conv if missing.
-// The system sender, empty ids and the broadcast conversation get none.
-func (s *Store) ensureMember(userID, convID, peerID, listingID string) {
+// ensureMember returns userID's user_conversations row for conv, created if
+// missing. The system sender, empty ids and the broadcast conversation have
+// none (nil).
+func (s *Store) ensureMember(userID, convID, peerID, listingID string) *membership {
 	if userID == "" || userID == store.SystemSender || convID == wire.BroadcastConvID {
-		return
+		return nil
 	}
 	u := s.user(userID)
-	if _, ok := u.convs[convID]; ok {
-		return
+	m := u.convs[convID]
+	if m == nil {
+		m = &membership{peerID: peerID, listingID: listingID}
+		u.convs[convID] = m
+		s.rows++
 	}
-	u.convs[convID] = &membership{peerID: peerID, listingID: listingID}
-	s.rows++
+	return m
 }
 
 func (s *Store) user(userID string) *user {
