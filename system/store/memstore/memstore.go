@@ -6,6 +6,7 @@ package memstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -121,11 +122,11 @@ func validateAppends(reqs []store.AppendReq) error {
 func validateAppend(r *store.AppendReq) error {
 	switch {
 	case r.ConvID == "":
-		return fmt.Errorf("empty conv_id")
+		return errors.New("empty conv_id")
 	case r.SenderID == "":
-		return fmt.Errorf("empty sender_id")
+		return errors.New("empty sender_id")
 	case r.ClientMsgID == "":
-		return fmt.Errorf("empty client_msg_id")
+		return errors.New("empty client_msg_id")
 	}
 	return wire.ValidBody(r.Body)
 }
