@@ -53,9 +53,9 @@ type clientEnv struct {
 
 var _ client.Env = (*clientEnv)(nil)
 
-func (e *clientEnv) Now() time.Time   { return epoch.Add(time.Duration(e.s.now)) }
-func (e *clientEnv) Rand() *rand.Rand { return e.rnd }
-func (e *clientEnv) Log() *slog.Logger  { return e.s.discard }
+func (e *clientEnv) Now() time.Time    { return epoch.Add(time.Duration(e.s.now)) }
+func (e *clientEnv) Rand() *rand.Rand  { return e.rnd }
+func (e *clientEnv) Log() *slog.Logger { return e.s.discard }
 func (e *clientEnv) Record(op check.Op) {
 	e.s.recorder.Add(op)
 }

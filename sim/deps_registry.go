@@ -54,7 +54,9 @@ func (r *simRegistry) submit(in *instance, req node.ReqID, op node.RegistryOp) {
 	case node.RegistryDeregister:
 		delete(r.expires, idx)
 	}
-	r.publish(s.instances[idx].addr.Role)
+	// A Register is a put that watchers see even when the alive set is the
+	// same (a restart within the TTL); heartbeats only matter on change.
+	r.publish(s.instances[idx].addr.Role, op.Kind == node.RegistryRegister)
 	s.complete(in, in.inc, at, node.Completion{Req: req, Outcome: node.OK})
 }
 
@@ -63,7 +65,7 @@ func (r *simRegistry) expire(idx int32) {
 	if exp, ok := r.expires[idx]; ok && exp <= r.s.now {
 		delete(r.expires, idx)
 		r.s.obs.registryExpiries++
-		r.publish(r.s.instances[idx].addr.Role)
+		r.publish(r.s.instances[idx].addr.Role, false)
 	}
 }
 
@@ -84,10 +86,10 @@ func (r *simRegistry) compute(role node.Role) []bool {
 	return alive
 }
 
-// publish sends role's view to every node if it changed.
-func (r *simRegistry) publish(role node.Role) {
+// publish sends role's view to every node if it changed (or if forced).
+func (r *simRegistry) publish(role node.Role, force bool) {
 	alive := r.compute(role)
-	if equalBools(alive, r.views[role]) {
+	if !force && equalBools(alive, r.views[role]) {
 		return
 	}
 	r.views[role] = alive

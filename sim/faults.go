@@ -387,7 +387,7 @@ func (s *sim) scaleIn(in *instance) {
 		return
 	}
 	delete(s.registry.expires, in.idx)
-	s.registry.publish(in.addr.Role)
+	s.registry.publish(in.addr.Role, false)
 	s.crash(in)
 	in.retired = true
 	s.obs.scaleIns++

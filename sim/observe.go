@@ -24,7 +24,7 @@ type observer struct {
 	faultsStarted                                 uint64
 
 	linkDowns, partitionDrops, packetDrops, reordered, duplicated uint64
-	dials, dialsRefused, clientsDisconnected, httpTimeouts         uint64
+	dials, dialsRefused, clientsDisconnected, httpTimeouts        uint64
 
 	storeOps, deadlocks, lateCommits, unknownResolvedByDedup uint64
 	presenceOps, presenceLost, presenceStale                 uint64
@@ -33,9 +33,9 @@ type observer struct {
 	lostAcks, naks, deadLetters                              uint64
 	registryExpiries, viewChanges                            uint64
 
-	sends, sendsRefused, churns, loginStorms           uint64
-	platformAccepted, platformFailed, platformRetries  uint64
-	pushFailed                                         uint64
+	sends, sendsRefused, churns, loginStorms          uint64
+	platformAccepted, platformFailed, platformRetries uint64
+	pushFailed                                        uint64
 
 	// failover observation: the logic slot each forwarded request last
 	// reached, keyed by (entry, session, req); users seen away from home.

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/zzim/zzim/check"
@@ -34,6 +35,8 @@ type sim struct {
 	events uint64
 	trace  traceHash
 	phase  uint64
+	// current is the event being handled, for panic reports.
+	current event
 
 	wl, flt, net, deps *rand.Rand
 
@@ -105,6 +108,41 @@ func (s *sim) schedule(at int64, e event) {
 	s.heap.push(e)
 }
 
+// PanicError is a service (or client) that panicked: a bug in the system,
+// reported with where and when it happened. The run stops there.
+type PanicError struct {
+	At     time.Duration // virtual time
+	Target string        // "logic-1", "client-3", or "sim"
+	Kind   string        // event kind being handled
+	Value  any
+	Stack  string
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("sim: %s panicked at %v handling a %s event: %v", e.Target, e.At, e.Kind, e.Value)
+}
+
+// guardedLoop runs loop and turns a panic into a PanicError.
+func (s *sim) guardedLoop(end int64) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{At: time.Duration(s.now), Target: s.targetName(s.current), Kind: s.current.kind.String(),
+				Value: v, Stack: string(debug.Stack())}
+		}
+	}()
+	return s.loop(end)
+}
+
+func (s *sim) targetName(e event) string {
+	switch e.kind {
+	case evNode, evNodeTimer:
+		return s.instances[e.target].addr.String()
+	case evClient, evClientTimer:
+		return "client-" + itoa(int(e.target)+1)
+	}
+	return "sim"
+}
+
 // loop handles events until the heap is empty, the run ends or the bound is hit.
 func (s *sim) loop(end int64) error {
 	for len(s.heap) > 0 {
@@ -113,6 +151,7 @@ func (s *sim) loop(end int64) error {
 			return nil
 		}
 		e := s.heap.pop()
+		s.current = e
 		s.now = e.at
 		s.events++
 		if s.events > s.cfg.EventsMax {
@@ -292,7 +331,7 @@ func Run(cfg Config) (*Result, error) {
 		return nil, err
 	}
 	end := int64(cfg.Duration + cfg.Quiet)
-	runErr := s.loop(end)
+	runErr := s.guardedLoop(end)
 	return s.result(time.Since(wallStart), runErr) // determinism-ok: reported only
 }
 
@@ -308,6 +347,11 @@ func (s *sim) setup() error {
 		}
 	}
 	s.registry.preload()
+	faults, err := newFaultState(s)
+	if err != nil {
+		return err
+	}
+	s.faults = faults
 	// das first, entries last: a front end that starts before the back end
 	// only sees timeouts, which is legal but wastes the first milliseconds.
 	for i := len(node.Roles) - 1; i >= 0; i-- {
@@ -317,11 +361,6 @@ func (s *sim) setup() error {
 			}
 		}
 	}
-	faults, err := newFaultState(s)
-	if err != nil {
-		return err
-	}
-	s.faults = faults
 	w, err := newWorkload(s)
 	if err != nil {
 		return err

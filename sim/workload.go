@@ -32,8 +32,8 @@ const platformRetryMax = 5
 const startSpread = time.Second
 
 type convRef struct {
-	id             string
-	buyer, seller  int
+	id            string
+	buyer, seller int
 }
 
 // workload drives users, clients and the platform service. Every draw
