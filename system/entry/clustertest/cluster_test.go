@@ -49,7 +49,7 @@ type tap struct {
 	rec *clientSide
 }
 
-func (t *tap) Start(env node.Env)                { t.n.Start(recordingEnv{env, t.rec}) }
+func (t *tap) Start(env node.Env)                 { t.n.Start(recordingEnv{env, t.rec}) }
 func (t *tap) Handle(env node.Env, ev node.Event) { t.n.Handle(recordingEnv{env, t.rec}, ev) }
 
 type world struct {
