@@ -5,6 +5,8 @@ import (
 	"sort"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/zzim/zzim/system/wire"
 )
 
@@ -223,18 +225,17 @@ func (c *Client) Read(env Env, convID string, seq uint64) error {
 	return c.tr.read(env, convID, seq)
 }
 
-// Held is the application's view of conv: the messages it holds, in seq order.
-func (c *Client) Held(convID string) []wire.ChatMessage {
+// Held is the application's view of conv: the messages it holds, in seq
+// order. They are copies (pointers, because protobuf messages must not be
+// copied by value: go vet's copylocks).
+func (c *Client) Held(convID string) []*wire.ChatMessage {
 	cv := c.convs[convID]
 	if cv == nil {
 		return nil
 	}
-	out := make([]wire.ChatMessage, len(cv.held))
+	out := make([]*wire.ChatMessage, len(cv.held))
 	for i, m := range cv.held {
-		out[i] = wire.ChatMessage{
-			ConvId: m.ConvId, Seq: m.Seq, SenderId: m.SenderId, ClientMsgId: m.ClientMsgId,
-			Cseq: m.Cseq, Body: m.Body, CreatedAtMs: m.CreatedAtMs,
-		}
+		out[i] = proto.CloneOf(m)
 	}
 	return out
 }
