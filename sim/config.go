@@ -251,9 +251,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Deps.HTTPTimeout <= 0 {
 		c.Deps.HTTPTimeout = d.Deps.HTTPTimeout
 	}
-	if c.Workload.Users == 0 && c.Workload.Rate == 0 {
-		c.Workload = d.Workload
-	}
+	// A zero Workload is a run without clients (runtime tests); the
+	// scenario loader starts from DefaultConfig to get the default one.
 	if c.Workload.ClientsPerUser <= 0 {
 		c.Workload.ClientsPerUser = 1
 	}
