@@ -39,6 +39,9 @@ type Cluster struct {
 	// Stores and Presences hold the dependency requests not completed yet.
 	Stores    []*PendingStore
 	Presences []*PendingPresence
+	// HoldStores, when set, marks each new store request it matches as
+	// held, so Stabilize leaves it for the test to complete.
+	HoldStores func(*PendingStore) bool
 
 	nodes    map[node.Addr]*ClusterNode
 	standIns map[node.Addr]*StandIn
@@ -232,7 +235,9 @@ func (c *Cluster) collect(cn *ClusterNode) {
 		case Sent:
 			c.Net = append(c.Net, &Envelope{From: cn.Addr, To: e.To, Msg: e.Msg})
 		case StoreReq:
-			c.Stores = append(c.Stores, &PendingStore{Node: cn.Addr, Inc: cn.Env.Inc, Req: e.Req, Op: e.Op})
+			p := &PendingStore{Node: cn.Addr, Inc: cn.Env.Inc, Req: e.Req, Op: e.Op}
+			p.Held = c.HoldStores != nil && c.HoldStores(p)
+			c.Stores = append(c.Stores, p)
 		case PresenceReq:
 			c.Presences = append(c.Presences, &PendingPresence{Node: cn.Addr, Inc: cn.Env.Inc, Req: e.Req, Op: e.Op})
 		case PublishReq:
@@ -395,7 +400,8 @@ func (c *Cluster) CompleteStore(pred func(*PendingStore) bool, mode StoreMode) *
 	return p
 }
 
-// HoldStore marks every pending store request matching pred as held: Stabilize leaves it.
+// HoldStore marks every pending store request matching pred as held:
+// Stabilize leaves it. (HoldStores does the same for requests not made yet.)
 func (c *Cluster) HoldStore(pred func(*PendingStore) bool) int {
 	n := 0
 	for _, p := range c.Stores {
