@@ -80,6 +80,12 @@ type timerSlot struct {
 
 // Client is one app instance. It is not safe for concurrent use: the driver
 // calls it from one goroutine (or the simulator's loop).
+//
+// Driving it: New, then Start(env); feed every driver event to Handle
+// (Connected, Disconnected, FrameIn, HTTPResponse, and every Timer whose tag
+// the client set); call Send, Sync, ConvList, Read whenever the workload
+// wants; Stop or Logout, then Finish once to record what is left. Every
+// effect goes through env; nothing blocks.
 type Client struct {
 	cfg Config
 	tr  transport

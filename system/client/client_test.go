@@ -794,3 +794,19 @@ func mustQuery(t *testing.T, path string) url.Values {
 	}
 	return u.Query()
 }
+
+func TestLongPollKicked(t *testing.T) {
+	cfg := Config{User: "u1", Device: "d1", Token: "tok", Transport: LongPoll, SyncIntervalMax: time.Hour}
+	c, e := New(cfg), newFakeEnv()
+	c.Start(e)
+	respond(t, c, e, e.takeHTTP()[0], 200, &wire.LoginAck{UserId: "u1"})
+	polls := httpCallsTo(e.takeHTTP(), "/v1/poll")
+	respond(t, c, e, polls[0], 401, &wire.Error{Code: wire.ErrorCode_KICKED})
+	e.advance(c, time.Hour)
+	if calls := e.takeHTTP(); len(calls) != 0 || !c.Stopped() {
+		t.Fatalf("after a KICKED poll: requests %+v stopped %v; want none and true", calls, c.Stopped())
+	}
+	if logins := e.opsOf(check.KindLogin); len(logins) != 2 || logins[1].Error != "KICKED" {
+		t.Fatalf("login ops %+v, want the session and a KICKED end", logins)
+	}
+}

@@ -188,6 +188,13 @@ func (p *poll) handle(env Env, ev Event) {
 
 // ok parses a 200 answer into m. A 401 means the session is gone.
 func (p *poll) ok(env Env, resp HTTPResponse, m proto.Message) bool {
+	if resp.Status >= 400 && errorCode(resp) == wire.ErrorCode_KICKED {
+		// Logging in again would kick the newer session in turn.
+		if !p.c.stopped {
+			p.c.onKick(env)
+		}
+		return false
+	}
 	if resp.Status == http.StatusUnauthorized && !p.c.stopped {
 		p.relogin(env)
 		return false
@@ -221,6 +228,12 @@ func (p *poll) onLogin(env Env, r *httpReq, resp HTTPResponse) {
 }
 
 func (p *poll) onSend(env Env, r *httpReq, resp HTTPResponse) {
+	if resp.Status >= 400 && errorCode(resp) == wire.ErrorCode_KICKED {
+		if !p.c.stopped {
+			p.c.onKick(env)
+		}
+		return
+	}
 	switch resp.Status {
 	case http.StatusOK:
 		var ack wire.SendAck

@@ -139,6 +139,7 @@ func (t *tcp) timer(env Env, k timerKind) {
 func (t *tcp) hangup(env Env) {
 	if t.state == connDialing || t.state == connLogin || t.state == connUp {
 		t.state = connClosing
+		t.c.online = false // nothing more is written on a closing connection
 		env.Hangup()
 	}
 }
