@@ -255,3 +255,24 @@ func SortedNames(m map[string]uint64) []string {
 	sort.Strings(out)
 	return out
 }
+
+// CheckFaults converts the fault windows for check.Options.Faults.
+func (r *Result) CheckFaults() []check.FaultWindow {
+	out := make([]check.FaultWindow, len(r.Faults))
+	for i, f := range r.Faults {
+		what := string(f.Kind)
+		if f.Target != "" {
+			what += " " + f.Target
+		}
+		out[i] = check.FaultWindow{Start: f.Start, End: f.End, What: what}
+	}
+	return out
+}
+
+// Check runs the checkers on the run's history with its store dump and
+// fault windows filled in (opts' own Dump and Faults are replaced).
+func (r *Result) Check(opts check.Options) (*check.Verdict, error) {
+	opts.Dump = r.Store
+	opts.Faults = r.CheckFaults()
+	return check.Check(&check.History{Ops: r.History}, opts)
+}
