@@ -86,9 +86,9 @@ type structural struct {
 	lastSeq map[string]uint64
 	convs   []string // every conversation, first appearance order
 
-	ackOf      map[convSeq]int    // first acked send op per (conv, seq)
-	dumpSeq    map[msgKey]uint64  // dump: message -> seq
-	sentBy     map[msgKey]int     // message -> first client that sent it
+	ackOf      map[convSeq]int   // first acked send op per (conv, seq)
+	dumpSeq    map[msgKey]uint64 // dump: message -> seq
+	sentBy     map[msgKey]int    // message -> first client that sent it
 	deliverAt  map[clientConvSeq]int64
 	finals     map[clientConv]int // final op per (client, conv)
 	hasFinal   map[int]bool
@@ -524,35 +524,65 @@ func (s *structural) ackSources(conv string, seq uint64) []source {
 	return nil
 }
 
+// checkHoldings: a client holds first..last contiguously. A client may
+// forget the oldest messages (a bounded view), so first > 1 is allowed when
+// every forgotten message was delivered to the application (or was the
+// client's own).
 func (s *structural) checkHoldings(i int, last uint64) {
 	op := &s.h.Ops[i]
-	var held uint64
-	for _, m := range op.Out.Msgs {
+	msgs := op.Out.Msgs
+	var first uint64 = 1
+	if len(msgs) > 0 {
+		first = msgs[0].Seq
+	}
+	held := first - 1
+	for _, m := range msgs {
 		if m.Seq != held+1 {
 			break
 		}
 		held++
 	}
-	if held != uint64(len(op.Out.Msgs)) || held != last {
+	if held != first-1+uint64(len(msgs)) || held != last {
 		missing := held + 1
 		s.violate("", PromiseNoLoss, op.Conv, append([]source{source(i)}, s.ackSources(op.Conv, missing)...),
-			"client %d holds %d messages, contiguous to seq %d, want 1..%d (seq %d missing)",
-			op.Client, len(op.Out.Msgs), held, last, missing)
+			"client %d holds %d messages from seq %d, contiguous to seq %d, want through last_seq %d (seq %d missing)",
+			op.Client, len(msgs), first, held, last, missing)
+	}
+	if first > 1 && !s.anyDeliver {
+		s.violate("", PromiseNoLoss, op.Conv, append([]source{source(i)}, s.ackSources(op.Conv, 1)...),
+			"client %d holds nothing before seq %d and the history records no deliveries", op.Client, first)
+		return
 	}
 	if !s.anyDeliver {
 		return
 	}
-	for _, m := range op.Out.Msgs {
-		k := keyOf(op.Conv, m.Sender, m.ClientMsgID, m.Seq)
-		if sender, ok := s.sentBy[k]; ok && sender == op.Client {
-			continue // the client's own message: it needs no delivery
-		}
-		if _, ok := s.deliverAt[clientConvSeq{op.Client, op.Conv, m.Seq}]; !ok {
-			s.violate("", PromiseNoLoss, op.Conv, append([]source{source(i)}, s.ackSources(op.Conv, m.Seq)...),
-				"client %d holds seq %d but never delivered it to the application", op.Client, m.Seq)
+	for seq := uint64(1); seq < first; seq++ {
+		if !s.delivered(i, seq) {
 			return
 		}
 	}
+	for _, m := range msgs {
+		if !s.delivered(i, m.Seq) {
+			return
+		}
+	}
+}
+
+// delivered reports (and flags when not) whether the final op's client
+// handed seq to its application; its own messages need no delivery.
+func (s *structural) delivered(i int, seq uint64) bool {
+	op := &s.h.Ops[i]
+	if _, ok := s.deliverAt[clientConvSeq{op.Client, op.Conv, seq}]; ok {
+		return true
+	}
+	if k, ok := s.seqMsg[convSeq{op.Conv, seq}]; ok {
+		if sender, ok := s.sentBy[k.key]; ok && sender == op.Client {
+			return true
+		}
+	}
+	s.violate("", PromiseNoLoss, op.Conv, append([]source{source(i)}, s.ackSources(op.Conv, seq)...),
+		"client %d held seq %d but never delivered it to the application", op.Client, seq)
+	return false
 }
 
 func (s *structural) checkUnread(i int, last uint64) {
