@@ -569,6 +569,9 @@ func (c *Cluster) Advance(d time.Duration) int {
 					fired++
 				}
 			}
+			if fired > stabilizeStepMax {
+				panic(fmt.Sprintf("nodetest: %s keeps setting timers due now", a))
+			}
 			due = cn.Env.Advance(0)
 		}
 	}
