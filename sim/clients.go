@@ -65,7 +65,7 @@ func (e *clientEnv) After(d time.Duration, tag any) client.TimerID {
 	id := s.id()
 	s.clientTimers[id] = e.c.idx
 	s.schedule(s.now+int64(max(d, 0)), event{kind: evClientTimer, target: e.c.idx, a: id,
-		cev: client.Timer{ID: client.TimerID(id), Tag: tag}})
+		p: client.Timer{ID: client.TimerID(id), Tag: tag}})
 	return client.TimerID(id)
 }
 
@@ -95,7 +95,7 @@ func (e *clientEnv) Dial(addr string) {
 	if !ok || !s.instances[idx].up || s.faults.clientsCut(idx) || c.offlineUntil > s.now {
 		s.obs.dialsRefused++
 		s.schedule(s.now+2*d, event{kind: evClient, target: c.idx, inc: c.gen,
-			cev: client.Disconnected{Reason: "connection refused"}})
+			p: client.Disconnected{Reason: "connection refused"}})
 		return
 	}
 	in := s.instances[idx]
@@ -104,9 +104,9 @@ func (e *clientEnv) Dial(addr string) {
 	c.conn = cn
 	s.obs.dials++
 	s.schedule(s.now+d, event{kind: evNode, target: idx, inc: uint64(in.inc),
-		nev: node.ClientConnect{Conn: id, Remote: "client-" + itoa(int(c.idx))}})
+		p: node.ClientConnect{Conn: id, Remote: "client-" + itoa(int(c.idx))}})
 	cn.lastDown = s.now + 2*d
-	s.schedule(cn.lastDown, event{kind: evClient, target: c.idx, inc: c.gen, cev: client.Connected{}})
+	s.schedule(cn.lastDown, event{kind: evClient, target: c.idx, inc: c.gen, p: client.Connected{}})
 }
 
 func (e *clientEnv) Write(f wire.Frame) {
@@ -117,17 +117,17 @@ func (e *clientEnv) Write(f wire.Frame) {
 	at := max(s.now+s.clientDelay(), cn.lastUp)
 	cn.lastUp = at
 	s.schedule(at, event{kind: evNode, target: cn.entry, inc: uint64(cn.entryInc),
-		nev: node.ClientFrame{Conn: cn.id, Frame: f}})
+		p: node.ClientFrame{Conn: cn.id, Frame: f}})
 }
 
 func (e *clientEnv) Hangup() {
 	s, c := e.s, e.c
 	if c.conn == nil {
-		s.schedule(s.now, event{kind: evClient, target: c.idx, inc: c.gen, cev: client.Disconnected{Reason: "hangup"}})
+		s.schedule(s.now, event{kind: evClient, target: c.idx, inc: c.gen, p: client.Disconnected{Reason: "hangup"}})
 		return
 	}
 	s.dropConn(c.conn, true, "hangup")
-	s.schedule(s.now, event{kind: evClient, target: c.idx, inc: c.gen, cev: client.Disconnected{Reason: "hangup"}})
+	s.schedule(s.now, event{kind: evClient, target: c.idx, inc: c.gen, p: client.Disconnected{Reason: "hangup"}})
 }
 
 // HTTP sends one request to httpentry; the answer or a timeout (status 0)
@@ -141,7 +141,7 @@ func (e *clientEnv) HTTP(method, path, token string, body []byte, timeout time.D
 	}
 	if c.offlineUntil > s.now {
 		s.schedule(s.now+s.clientDelay(), event{kind: evClient, target: c.idx,
-			cev: client.HTTPResponse{Req: req, Status: 0}})
+			p: client.HTTPResponse{Req: req, Status: 0}})
 		return req
 	}
 	s.httpRequest(c.idx, req, method, path, header, body, timeout, e.c.httpAddr())
@@ -166,7 +166,7 @@ func (s *sim) httpRequest(ci int32, req client.ReqID, method, path string, heade
 	s.conns[id] = cn
 	p, query := splitQuery(path)
 	s.schedule(s.now+d, event{kind: evNode, target: idx, inc: uint64(in.inc),
-		nev: node.HTTPRequest{Conn: id, Method: method, Path: p, Query: query, Header: header, Body: body}})
+		p: node.HTTPRequest{Conn: id, Method: method, Path: p, Query: query, Header: header, Body: body}})
 	if timeout <= 0 {
 		timeout = s.cfg.Deps.HTTPTimeout
 	}
@@ -179,7 +179,7 @@ func (s *sim) httpAnswer(ci int32, req client.ReqID, status int, body []byte, at
 		s.schedule(at, event{kind: evPlatformReply, target: ci, a: uint64(req), b: uint64(status)})
 		return
 	}
-	s.schedule(at, event{kind: evClient, target: ci, cev: client.HTTPResponse{Req: req, Status: status, Body: body}})
+	s.schedule(at, event{kind: evClient, target: ci, p: client.HTTPResponse{Req: req, Status: status, Body: body}})
 }
 
 func splitQuery(path string) (string, map[string]string) {
@@ -230,7 +230,7 @@ func (s *sim) toClient(in *instance, c node.ConnID, f wire.Frame) {
 	}
 	at := max(s.now+s.clientDelay(), cn.lastDown)
 	cn.lastDown = at
-	s.schedule(at, event{kind: evClient, target: cn.client, inc: uint64(cn.id), cev: client.FrameIn{Frame: f}})
+	s.schedule(at, event{kind: evClient, target: cn.client, inc: uint64(cn.id), p: client.FrameIn{Frame: f}})
 }
 
 // closeByServer: entry closed a connection. Frames already written arrive
@@ -249,9 +249,9 @@ func (s *sim) closeByServer(in *instance, c node.ConnID) {
 		cl.conn = nil
 	}
 	at := max(s.now+s.clientDelay(), cn.lastDown)
-	s.schedule(at, event{kind: evClient, target: cn.client, inc: uint64(cn.id), cev: client.Disconnected{Reason: "closed by server"}})
+	s.schedule(at, event{kind: evClient, target: cn.client, inc: uint64(cn.id), p: client.Disconnected{Reason: "closed by server"}})
 	s.schedule(s.now, event{kind: evNode, target: in.idx, inc: uint64(in.inc),
-		nev: node.ClientDisconnect{Conn: c, Reason: "closed"}})
+		p: node.ClientDisconnect{Conn: c, Reason: "closed"}})
 }
 
 func (s *sim) httpReply(in *instance, c node.ConnID, status int, body []byte) {
@@ -272,7 +272,7 @@ func (s *sim) httpTimeout(c node.ConnID) {
 	s.obs.httpTimeouts++
 	s.httpAnswer(cn.client, cn.httpReq, 0, nil, s.now)
 	s.schedule(s.now+s.clientDelay(), event{kind: evNode, target: cn.entry, inc: uint64(cn.entryInc),
-		nev: node.HTTPCanceled{Conn: c}})
+		p: node.HTTPCanceled{Conn: c}})
 }
 
 // dropConn ends a TCP connection from the client's side (hangup, churn):
@@ -285,7 +285,7 @@ func (s *sim) dropConn(cn *conn, tellEntry bool, reason string) {
 	if tellEntry {
 		at := max(s.now+s.clientDelay(), cn.lastUp)
 		s.schedule(at, event{kind: evNode, target: cn.entry, inc: uint64(cn.entryInc),
-			nev: node.ClientDisconnect{Conn: cn.id, Reason: reason}})
+			p: node.ClientDisconnect{Conn: cn.id, Reason: reason}})
 	}
 }
 
@@ -312,13 +312,13 @@ func (s *sim) disconnectAll(idx int32, tellEntry bool) {
 			delete(s.conns, cn.id)
 			s.httpAnswer(cn.client, cn.httpReq, 0, nil, at)
 			if tellEntry {
-				s.schedule(at, event{kind: evNode, target: cn.entry, inc: uint64(cn.entryInc), nev: node.HTTPCanceled{Conn: cn.id}})
+				s.schedule(at, event{kind: evNode, target: cn.entry, inc: uint64(cn.entryInc), p: node.HTTPCanceled{Conn: cn.id}})
 			}
 			continue
 		}
 		s.dropConn(cn, tellEntry, "link broken")
 		s.obs.clientsDisconnected++
-		s.schedule(at, event{kind: evClient, target: cn.client, inc: uint64(cn.id), cev: client.Disconnected{Reason: "connection reset"}})
+		s.schedule(at, event{kind: evClient, target: cn.client, inc: uint64(cn.id), p: client.Disconnected{Reason: "connection reset"}})
 	}
 }
 
@@ -337,8 +337,9 @@ func (s *sim) deliverClient(e *event) {
 		s.trace.add(s.now, -1-e.target, e.kind, 0xdead)
 		return // for a connection the client no longer has
 	}
-	s.trace.add(s.now, -1-e.target, e.kind, digestClientEvent(e.cev))
-	c.drv.Handle(c.env, e.cev)
+	cev := e.p.(client.Event)
+	s.trace.add(s.now, -1-e.target, e.kind, digestClientEvent(cev))
+	c.drv.Handle(c.env, cev)
 }
 
 func itoa(n int) string {

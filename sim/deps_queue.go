@@ -194,7 +194,7 @@ func (q *simQueue) deliver(c *simConsumer, target *instance, r redeliver) {
 	q.byDelivery[id] = c.idx
 	m := &c.stream.log[r.msg]
 	ev := event{kind: evNode, target: target.idx, inc: uint64(target.inc),
-		nev: node.Delivery{ID: id, Subject: m.subject, Data: m.data, MsgID: m.msgID, NumDelivered: r.num}}
+		p: node.Delivery{ID: id, Subject: m.subject, Data: m.data, MsgID: m.msgID, NumDelivered: r.num}}
 	at := s.now + latency(s.deps, s.cfg.Deps.QueueLatencyMin, s.cfg.Deps.QueueLatency)
 	s.schedule(at, ev)
 	s.schedule(s.now+int64(ackWait), event{kind: evQueueAckWait, a: uint64(id), b: uint64(c.idx)})

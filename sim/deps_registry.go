@@ -109,7 +109,7 @@ func (r *simRegistry) tell(in *instance, role node.Role, alive []bool) {
 		at = last
 	}
 	r.lastView[in.idx] = at
-	s.schedule(at, event{kind: evNode, target: in.idx, inc: uint64(in.inc), nev: node.View{Role: role, Alive: alive}})
+	s.schedule(at, event{kind: evNode, target: in.idx, inc: uint64(in.inc), p: node.View{Role: role, Alive: alive}})
 }
 
 // started gives a (re)started node the current views, as a KV watcher's

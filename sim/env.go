@@ -68,7 +68,7 @@ func (e *nodeEnv) After(d time.Duration, tag any) node.TimerID {
 	}
 	e.s.nodeTimers[id] = e.in.idx
 	e.s.schedule(e.s.now+int64(d), event{kind: evNodeTimer, target: e.in.idx, inc: uint64(e.inc),
-		a: uint64(id), nev: node.Timer{ID: id, Tag: tag}})
+		a: uint64(id), p: node.Timer{ID: id, Tag: tag}})
 	return id
 }
 
@@ -124,5 +124,5 @@ func (e *nodeEnv) NakDelivery(id node.DeliveryID, delay time.Duration) {
 
 // complete schedules the one Completion of req for in's current incarnation.
 func (s *sim) complete(in *instance, inc node.Incarnation, at int64, c node.Completion) {
-	s.schedule(at, event{kind: evNode, target: in.idx, inc: uint64(inc), nev: c})
+	s.schedule(at, event{kind: evNode, target: in.idx, inc: uint64(inc), p: c})
 }

@@ -43,7 +43,7 @@ func (s *sim) send(from *instance, to node.Addr, m node.Message) {
 		// No process listens: the connection attempt is reset.
 		s.obs.linkDowns++
 		s.schedule(s.now+int64(s.cfg.Deps.LinkDownDetect), event{kind: evNode, target: from.idx,
-			inc: uint64(from.inc), nev: node.LinkDown{Peer: to}})
+			inc: uint64(from.inc), p: node.LinkDown{Peer: to}})
 		return
 	}
 	target := s.instances[ti]
@@ -71,7 +71,7 @@ func (s *sim) send(from *instance, to node.Addr, m node.Message) {
 	if at > l.last {
 		l.last = at
 	}
-	ev := event{kind: evNode, target: ti, inc: uint64(target.inc), nev: node.Recv{From: from.addr, Msg: m}}
+	ev := event{kind: evNode, target: ti, inc: uint64(target.inc), p: node.Recv{From: from.addr, Msg: m}}
 	s.schedule(at, ev)
 	if coin(s.net, base.Duplicate+ff.dup+tf.dup) {
 		s.obs.duplicated++

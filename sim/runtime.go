@@ -35,8 +35,9 @@ type sim struct {
 	events uint64
 	trace  traceHash
 	phase  uint64
-	// current is the event being handled, for panic reports.
-	current event
+	// curKind and curTarget name the event being handled, for panic reports.
+	curKind   evKind
+	curTarget int32
 
 	wl, flt, net, deps *rand.Rand
 
@@ -126,19 +127,19 @@ func (e *PanicError) Error() string {
 func (s *sim) guardedLoop(end int64) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = &PanicError{At: time.Duration(s.now), Target: s.targetName(s.current), Kind: s.current.kind.String(),
+			err = &PanicError{At: time.Duration(s.now), Target: s.targetName(s.curKind, s.curTarget), Kind: s.curKind.String(),
 				Value: v, Stack: string(debug.Stack())}
 		}
 	}()
 	return s.loop(end)
 }
 
-func (s *sim) targetName(e event) string {
-	switch e.kind {
+func (s *sim) targetName(kind evKind, target int32) string {
+	switch kind {
 	case evNode, evNodeTimer:
-		return s.instances[e.target].addr.String()
+		return s.instances[target].addr.String()
 	case evClient, evClientTimer:
-		return "client-" + itoa(int(e.target)+1)
+		return "client-" + itoa(int(target)+1)
 	}
 	return "sim"
 }
@@ -151,7 +152,7 @@ func (s *sim) loop(end int64) error {
 			return nil
 		}
 		e := s.heap.pop()
-		s.current = e
+		s.curKind, s.curTarget = e.kind, e.target
 		s.now = e.at
 		s.events++
 		if s.events > s.cfg.EventsMax {
@@ -203,7 +204,7 @@ func (s *sim) dispatch(e *event) {
 	}
 }
 
-// deliverNode hands e.nev to its instance, unless the instance is down, is
+// deliverNode hands e.p to its instance, unless the instance is down, is
 // a later incarnation than the event was meant for, or is paused (then
 // the event waits for the pause to end, in order).
 func (s *sim) deliverNode(e *event) {
@@ -216,9 +217,10 @@ func (s *sim) deliverNode(e *event) {
 		s.schedule(in.pausedUntil, *e)
 		return
 	}
-	s.trace.add(s.now, e.target, e.kind, digestNodeEvent(e.nev))
-	s.obs.nodeEvent(s, in, e.nev)
-	in.node.Handle(in.env, e.nev)
+	nev := e.p.(node.Event)
+	s.trace.add(s.now, e.target, e.kind, digestNodeEvent(nev))
+	s.obs.nodeEvent(s, in, nev)
+	in.node.Handle(in.env, nev)
 }
 
 func (s *sim) fireNodeTimer(e *event) {
@@ -234,7 +236,7 @@ func (s *sim) fireNodeTimer(e *event) {
 	}
 	delete(s.nodeTimers, id)
 	s.trace.add(s.now, e.target, e.kind, e.a)
-	in.node.Handle(in.env, e.nev) // a node.Timer
+	in.node.Handle(in.env, e.p.(node.Timer))
 }
 
 // logger returns the node's logger: discarding unless verbose.
@@ -292,7 +294,7 @@ func (s *sim) crash(in *instance) {
 	for _, peer := range s.instances {
 		if peer.up && peer != in {
 			s.schedule(s.now+int64(s.cfg.Deps.LinkDownDetect), event{kind: evNode, target: peer.idx,
-				inc: uint64(peer.inc), nev: node.LinkDown{Peer: in.addr}})
+				inc: uint64(peer.inc), p: node.LinkDown{Peer: in.addr}})
 		}
 	}
 }
@@ -306,7 +308,7 @@ func (s *sim) restart(in *instance) {
 	for _, peer := range s.instances {
 		if peer.up && peer != in {
 			s.schedule(s.now+int64(s.cfg.Deps.LinkDownDetect), event{kind: evNode, target: peer.idx,
-				inc: uint64(peer.inc), nev: node.LinkUp{Peer: in.addr}})
+				inc: uint64(peer.inc), p: node.LinkUp{Peer: in.addr}})
 		}
 	}
 	s.queue.instanceUp(in)

@@ -1,10 +1,5 @@
 package sim
 
-import (
-	"github.com/zzim/zzim/system/client"
-	"github.com/zzim/zzim/system/node"
-)
-
 // evKind names what an event does when it is handled.
 type evKind uint8
 
@@ -44,8 +39,9 @@ type event struct {
 	target int32  // instance or client index, by kind
 	inc    uint64 // incarnation (nodes) or connection (clients) it is for
 	a, b   uint64
-	nev    node.Event
-	cev    client.Event
+	// p is the payload: a node.Event for node kinds, a client.Event for
+	// client kinds (one field keeps the heap's values small).
+	p any
 }
 
 // eventHeap is a binary min-heap ordered by (at, seq).
@@ -58,12 +54,16 @@ func (h eventHeap) less(i, j int) bool {
 	return h[i].seq < h[j].seq
 }
 
+// heapArity: a 4-ary heap is shallower than a binary one, so a pop moves
+// the large event values fewer times.
+const heapArity = 4
+
 func (h *eventHeap) push(e event) {
 	*h = append(*h, e)
 	s := *h
 	i := len(s) - 1
 	for i > 0 {
-		p := (i - 1) / 2
+		p := (i - 1) / heapArity
 		if !s.less(i, p) {
 			break
 		}
@@ -82,13 +82,15 @@ func (h *eventHeap) pop() event {
 	*h = s
 	i := 0
 	for {
-		l := 2*i + 1
-		if l >= len(s) {
+		first := heapArity*i + 1
+		if first >= len(s) {
 			break
 		}
-		m := l
-		if r := l + 1; r < len(s) && s.less(r, l) {
-			m = r
+		m := first
+		for c := first + 1; c < first+heapArity && c < len(s); c++ {
+			if s.less(c, m) {
+				m = c
+			}
 		}
 		if !s.less(m, i) {
 			break

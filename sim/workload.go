@@ -253,7 +253,7 @@ func (w *workload) goOffline(c *simClient, until int64) {
 	s.obs.churns++
 	if c.conn != nil {
 		s.dropConn(c.conn, true, "client offline")
-		s.schedule(s.now, event{kind: evClient, target: c.idx, inc: c.gen, cev: client.Disconnected{Reason: "network lost"}})
+		s.schedule(s.now, event{kind: evClient, target: c.idx, inc: c.gen, p: client.Disconnected{Reason: "network lost"}})
 	}
 }
 
