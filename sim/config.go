@@ -179,6 +179,7 @@ const (
 	FaultDBOutage        FaultKind = "db-outage"        // every store op fails ErrUnavailable
 	FaultPresenceLost    FaultKind = "presence-lost"    // at At, each entry is lost with Prob
 	FaultPresenceStale   FaultKind = "presence-stale"   // at At, each entry points at an old connection with Prob
+	FaultPresenceOutage  FaultKind = "presence-outage"  // presence ops fail with ErrUnavailable
 	FaultQueueDuplicate  FaultKind = "queue-duplicate"  // deliveries duplicated with Prob
 	FaultQueueOutage     FaultKind = "queue-outage"     // publishes fail, nothing delivered
 	FaultQueueRedeliver  FaultKind = "queue-redeliver"  // acks lost with Prob: the message comes back after AckWait
@@ -213,6 +214,12 @@ func DefaultConfig() Config {
 		PlatformKey: "zzim-sim-platform",
 		EventsMax:   200_000_000,
 	}
+}
+
+// Validate reports why c cannot run, without running it.
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
 }
 
 // withDefaults fills zero fields from DefaultConfig and validates.

@@ -2,8 +2,8 @@ package sim
 
 import (
 	"fmt"
+	"sort"
 	"strings"
-	"time"
 
 	"github.com/zzim/zzim/system/node"
 )
@@ -26,8 +26,15 @@ var faultKinds = map[FaultKind]bool{
 	FaultQueueDuplicate: true, FaultQueueOutage: true, FaultQueueRedeliver: true, FaultRegistryDelay: true,
 }
 
-// FaultPresenceOutage: presence ops fail with ErrUnavailable.
-const FaultPresenceOutage FaultKind = "presence-outage"
+// FaultKinds lists every fault kind, sorted, for scenario validation and help.
+func FaultKinds() []FaultKind {
+	out := make([]FaultKind, 0, len(faultKinds))
+	for k := range faultKinds {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
 
 func (f Fault) validate() error {
 	if !faultKinds[f.Kind] {
@@ -403,5 +410,3 @@ func (f *faultState) windowsAt(now int64) []FaultWindow {
 	}
 	return out
 }
-
-var _ = time.Second

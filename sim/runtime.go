@@ -314,7 +314,10 @@ func (s *sim) restart(in *instance) {
 	s.queue.instanceUp(in)
 }
 
-// Run executes one simulation.
+// Run executes one simulation. The error is for a config that cannot run
+// (bad topology, missing services); a run that starts always returns a
+// Result, and a failure during it (a service panicked: PanicError; the
+// event limit: ErrEventsMax) is in Result.Err, with the history up to it.
 func Run(cfg Config) (*Result, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
