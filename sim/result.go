@@ -106,7 +106,9 @@ func (s *sim) result(wall time.Duration, runErr error) (*Result, error) {
 	r.Sim = s.obs.named()
 	o := &s.obs
 	r.Exercised = Exercised{
-		FailoverResends:        max(o.failoverResends, r.Stats["entry.Failovers"]+r.Stats["httpentry.Failovers"]),
+		// Entry and httpentry count every request they resend on a target
+		// change; the sim sees only those that reached a logic instance.
+		FailoverResends:        max(o.failoverResends, r.Stats["entry.Resends"]+r.Stats["httpentry.Resends"]),
 		FailBacks:              max(o.failBacks, r.Stats["entry.Failbacks"]+r.Stats["httpentry.Failbacks"]),
 		UnknownResolvedByDedup: o.unknownResolvedByDedup,
 		RedeliveriesHandled:    o.redeliveriesHandled,
