@@ -34,7 +34,9 @@ func TestFaultsExercised(t *testing.T) {
 		counter string
 	}{
 		{"logic crash", []Fault{{At: time.Second, For: 3 * time.Second, Kind: FaultCrash, Target: "logic-0"}}, "users_remapped"},
-		{"logic crash failover", []Fault{{At: time.Second, For: 3 * time.Second, Kind: FaultCrash, Target: "logic-0"}}, "failover_resends"},
+		// A crash is seen at once (LinkDown) so little is pending; a partition
+		// makes requests time out in flight, and entry resends them.
+		{"logic partition failover", []Fault{{At: time.Second, For: 3 * time.Second, Kind: FaultPartition, Target: "entry|logic-0"}}, "failover_resends"},
 		{"logic crash failback", []Fault{{At: time.Second, For: 2 * time.Second, Kind: FaultCrash, Target: "logic-0"}}, "fail_backs"},
 		{"db unknown", []Fault{{At: time.Second, For: 3 * time.Second, Kind: FaultDBUnknown, Prob: 0.3}}, "unknown_resolved_by_dedup"},
 		{"lost acks", []Fault{{At: time.Second, For: 3 * time.Second, Kind: FaultQueueRedeliver, Prob: 0.5}}, "redeliveries_handled"},
