@@ -248,6 +248,8 @@ func lockConversations(ctx context.Context, tx *sql.Tx, reqs []store.AppendReq, 
 
 // findStored reads which of the batch's keys are already stored. The
 // conversations are locked, so no other writer can add one meanwhile.
+// FORCE INDEX: MariaDB 10.11 otherwise may range-scan the primary key on
+// conv_id alone, reading every message of the conversation.
 func findStored(ctx context.Context, tx *sql.Tx, reqs []store.AppendReq, idx []int) (map[msgKey]storedMsg, error) {
 	seen := map[msgKey]bool{}
 	args := make([]any, 0, 3*len(idx))
@@ -259,7 +261,7 @@ func findStored(ctx context.Context, tx *sql.Tx, reqs []store.AppendReq, idx []i
 			args = append(args, k.conv, k.sender, k.clientMsgID)
 		}
 	}
-	rows, err := tx.QueryContext(ctx, "SELECT conv_id, sender_id, client_msg_id, seq, created_at_ms FROM messages"+
+	rows, err := tx.QueryContext(ctx, "SELECT conv_id, sender_id, client_msg_id, seq, created_at_ms FROM messages FORCE INDEX (messages_dedup)"+
 		" WHERE (conv_id, sender_id, client_msg_id) IN ("+rowsOf(len(seen), 3)+")", args...)
 	if err != nil {
 		return nil, classify("append: find duplicates", err, notCommitted)
