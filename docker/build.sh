@@ -69,7 +69,12 @@ buildImage() {
 		args+=(-C "$out" "$binary")
 	fi
 	echo "image: zzim/$name:dev"
-	tar -c "${args[@]}" | docker build -q -t "zzim/$name:dev" - >/dev/null
+	local out
+	# Quiet unless it fails: the legacy builder's deprecation notice is noise.
+	if ! out=$(tar -c "${args[@]}" | docker build -q -t "zzim/$name:dev" - 2>&1); then
+		echo "$out" >&2
+		exit 1
+	fi
 }
 
 buildBinaries
