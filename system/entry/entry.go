@@ -224,6 +224,9 @@ func (e *Entry) onTimer(env node.Env, ev node.Timer) {
 func (e *Entry) onLogicDown(env node.Env, peer node.Addr) {
 	e.router.Views.MarkDead(peer)
 	for _, c := range e.sortedConns() {
+		if c.lane == nil {
+			continue // not logged in yet: nothing routed to logic
+		}
 		if t, ok := c.lane.Target(); ok && t == peer.Slot && c.lane.Len() > 0 {
 			e.timedOut(env, c, e.router.Settle(env, c.lane))
 		}
@@ -234,7 +237,7 @@ func (e *Entry) onLogicDown(env node.Env, peer node.Addr) {
 // implies (fail-back to a home alive again, or away from a dead target).
 func (e *Entry) settleAll(env node.Env) {
 	for _, c := range e.sortedConns() {
-		if c.authed && c.lane.Len() > 0 {
+		if c.authed && c.lane != nil && c.lane.Len() > 0 {
 			e.timedOut(env, c, e.router.Settle(env, c.lane))
 		}
 	}

@@ -584,3 +584,16 @@ func TestConnsMax(t *testing.T) {
 		t.Fatalf("got closes %v, want [2]", closed(eff))
 	}
 }
+
+// Regression (found by the simulator, seed 14): a logic link going down while
+// a connection has not logged in yet must not touch its (absent) lane.
+func TestLinkDownWithUnauthenticatedConnection(t *testing.T) {
+	h := newHarness(t, nil)
+	h.handle(node.ClientConnect{Conn: 7, Remote: "test"})
+	h.login(1, userWithHome(0))
+	eff := h.handle(node.LinkDown{Peer: logic(0)})
+	if got := closed(eff); len(got) != 0 {
+		t.Fatalf("got closes %v, want none", got)
+	}
+	h.handle(node.View{Role: node.RoleLogic, Alive: []bool{true, true, true}})
+}
