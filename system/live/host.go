@@ -91,6 +91,9 @@ func newHost(p *Process, addr node.Addr, newNode func() node.Node) *Host {
 // Addr is the node's address.
 func (h *Host) Addr() node.Addr { return h.addr }
 
+// Stopped reports whether the node was killed or shut down.
+func (h *Host) Stopped() bool { return h.stopped.Load() }
+
 // Handled counts events the node has handled.
 func (h *Host) Handled() uint64 { return h.handled.Load() }
 

@@ -78,10 +78,16 @@ func (l *links) peer(from, to node.Addr, target string) *peerLink {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	key := [2]node.Addr{from, to}
-	if pl, ok := l.peers[key]; ok {
+	h := l.proc.host(from)
+	// A link belongs to one incarnation of its sender: its goroutine ends
+	// when that host stops, so a restarted node gets a new one.
+	if pl, ok := l.peers[key]; ok && pl.host == h {
 		return pl
 	}
-	pl := &peerLink{links: l, from: from, to: to, target: target, queue: make(chan []byte, LinkQueueMax)}
+	pl := &peerLink{links: l, host: h, from: from, to: to, target: target, queue: make(chan []byte, LinkQueueMax)}
+	// The link starts optimistic: until the first dial fails, sends are
+	// queued (set here, not in run, so the first send does not race it).
+	pl.up.Store(true)
 	l.peers[key] = pl
 	go pl.run()
 	return pl
@@ -89,6 +95,7 @@ func (l *links) peer(from, to node.Addr, target string) *peerLink {
 
 type peerLink struct {
 	links    *links
+	host     *Host
 	from, to node.Addr
 	target   string
 	queue    chan []byte
@@ -98,13 +105,11 @@ type peerLink struct {
 // run dials, says hello, and drains the queue with coalesced flushes until
 // the sender's host stops; it redials with backoff after every failure.
 func (pl *peerLink) run() {
-	h := pl.links.proc.host(pl.from)
+	h := pl.host
 	if h == nil {
 		return
 	}
 	backoff := linkBackoffMin
-	// The link starts optimistic: until the first dial fails, sends are queued.
-	pl.up.Store(true)
 	for !h.stopped.Load() {
 		conn, err := net.DialTimeout("tcp", pl.target, linkDialTimeout)
 		if err != nil {
