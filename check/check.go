@@ -80,6 +80,9 @@ func (v *Verdict) Line() string {
 	return fmt.Sprintf("verdict=%s checks=%s %s", v.Word(), strings.Join(v.Checks, ","), v.Summary())
 }
 
+// unknownListedMax bounds the undecided partitions a report lists.
+const unknownListedMax = 10
+
 // Report writes the verdict line, then each violation.
 func (v *Verdict) Report(w io.Writer) error {
 	if _, err := fmt.Fprintln(w, v.Line()); err != nil {
@@ -87,6 +90,18 @@ func (v *Verdict) Report(w io.Writer) error {
 	}
 	for _, vi := range v.Violations {
 		if _, err := fmt.Fprintln(w, vi.String()); err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+	}
+	listed := 0
+	for _, p := range v.Partitions {
+		if p.Result != ResultUnknown {
+			continue
+		}
+		if listed++; listed > unknownListedMax {
+			break
+		}
+		if _, err := fmt.Fprintf(w, "unknown conv=%s ops=%d: %s\n", p.Conv, p.Ops, p.Note); err != nil {
 			return fmt.Errorf("report: %w", err)
 		}
 	}

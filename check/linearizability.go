@@ -41,6 +41,7 @@ type PartitionResult struct {
 	Conv   string `json:"conv"`
 	Ops    int    `json:"ops"`
 	Result string `json:"result"` // ok | illegal | unknown
+	Note   string `json:"note,omitempty"`
 }
 
 // LinOptions tune the linearizability check.
@@ -53,8 +54,9 @@ type LinOptions struct {
 
 // partition is one conversation's operations and model.
 type partition struct {
-	model *convModel
-	ops   []porcupine.Operation
+	model       *convModel
+	ops         []porcupine.Operation
+	undecidable string // non-empty: reported unknown without running porcupine
 }
 
 // Linearizability checks each conversation's sends and syncs against the
@@ -75,7 +77,10 @@ func Linearizability(h *History, opts LinOptions) ([]PartitionResult, []Violatio
 	var violations []Violation
 	written := 0
 	for i, p := range parts {
-		out[i] = PartitionResult{Conv: p.model.conv, Ops: len(p.ops), Result: results[i]}
+		out[i] = PartitionResult{Conv: p.model.conv, Ops: len(p.ops), Result: results[i], Note: p.undecidable}
+		if results[i] == ResultUnknown && p.undecidable == "" {
+			out[i].Note = "porcupine did not decide before the deadline"
+		}
 		if results[i] != ResultIllegal {
 			continue
 		}
@@ -109,6 +114,10 @@ func runPartitions(parts []*partition, deadline time.Time) []string {
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
+				if parts[i].undecidable != "" {
+					results[i] = ResultUnknown
+					continue
+				}
 				results[i] = checkPartition(parts[i].model.porcupineModel(), parts[i].ops, deadline)
 			}
 		}()

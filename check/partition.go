@@ -1,6 +1,7 @@
 package check
 
 import (
+	"fmt"
 	"sort"
 
 	"github.com/anishathalye/porcupine"
@@ -103,6 +104,8 @@ type partitionBuilder struct {
 	disputed map[uint32]bool
 	hasSend  map[uint32]bool
 	ops      []porcupine.Operation
+	// undecidable says why the partition cannot be checked, if it cannot.
+	undecidable string
 }
 
 func newPartitionBuilder(conv string) *partitionBuilder {
@@ -216,12 +219,20 @@ func (b *partitionBuilder) addUnexplained(c *convOps, at int64) {
 			last = max(last, seq)
 		}
 	}
+	if gaps := last - uint64(len(taken)); gaps > fillersMax {
+		b.undecidable = fmt.Sprintf("%d positions up to seq %d that no operation explains (more than %d)", gaps, last, fillersMax)
+		return
+	}
 	for seq := uint64(1); seq <= last; seq++ {
 		if !taken[seq] {
 			b.addSend(fillerID, 0, storeClient, at, neverReturned, opMeta{-1, "filler: a message no operation explains"})
 		}
 	}
 }
+
+// fillersMax bounds the filler operations of one partition; a history
+// with more unexplained positions is reported unknown, not judged.
+const fillersMax = 1000
 
 func (b *partitionBuilder) finish() *partition {
 	b.model.fixed = make([]uint64, len(b.model.names))
@@ -230,5 +241,5 @@ func (b *partitionBuilder) finish() *partition {
 			b.model.fixed[id] = seq
 		}
 	}
-	return &partition{model: b.model, ops: b.ops}
+	return &partition{model: b.model, ops: b.ops, undecidable: b.undecidable}
 }
