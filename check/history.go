@@ -37,6 +37,25 @@
 //     call = return = the time it was handed to the application.
 //   - final: what the client holds at the end, one line per conversation:
 //     out {msgs: [...all held, in seq order], read_seq, unread}.
+//
+// # How the checkers read a history
+//
+//   - A message is (conv, sender, client_msg_id); one without a
+//     client_msg_id (a system notice) is identified by its seq.
+//   - A send is acknowledged when it returned without error, not unknown,
+//     with a seq > 0. One with an error did not happen. Any other send
+//     (return null, or unknown) may or may not have taken effect; the store
+//     dump (dump.go) resolves it when given. A resend of a message may be a
+//     new line with the same client_msg_id and cseq.
+//   - A sync's page limit is read as the store applies it
+//     (store.ClampSyncLimit); its last_seq is not modelled.
+//   - Clients that record final lines must hold every conversation of their
+//     user through its last_seq; they may forget a delivered prefix. A
+//     client's own acknowledged messages are held without a deliver line.
+//   - Liveness counts from the latest of the ack, the end of the last fault
+//     window and the recipient's last successful login.
+//
+// The store dump and fault window formats are in dump.go.
 package check
 
 import (
