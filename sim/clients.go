@@ -42,6 +42,8 @@ type simClient struct {
 	longPoll     bool
 	http         string   // httpentry address (long-poll clients)
 	convs        []string // conversations the workload gives it
+	// inactive: the client's user is not in Workload.KeepUsers; it never starts.
+	inactive bool
 }
 
 // clientEnv is client.Env for one client.

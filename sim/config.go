@@ -86,6 +86,14 @@ type Workload struct {
 	BroadcastRate float64
 	// BodySize is the length of generated message bodies.
 	BodySize int
+	// KeepUsers and KeepConvs, when non-empty, make only these users (by
+	// index, "u<i>") and conversations (by index in generation order)
+	// active; a conversation is active only if both its users are. The
+	// workload still draws for the others and skips what they would do, so
+	// removing a user or conversation shifts nothing else in the workload:
+	// this is how the shrinker removes clients.
+	KeepUsers []int
+	KeepConvs []int
 }
 
 // Spike multiplies the send rate by Factor over [At, At+For).

@@ -97,7 +97,7 @@ func (s *sim) result(wall time.Duration, runErr error) (*Result, error) {
 	r.Store = dump
 	r.Faults = s.faults.windowsAt(s.now)
 	r.Counters = Counters{Events: s.events, SimSeconds: float64(s.now) / 1e9, WallSeconds: wall.Seconds(),
-		Clients: len(s.clients), Ops: len(r.History)}
+		Clients: s.activeClients(), Ops: len(r.History)}
 	if wall > 0 {
 		r.Counters.EventsPerSecond = float64(s.events) / wall.Seconds()
 		r.Counters.Speedup = r.Counters.SimSeconds / wall.Seconds()
@@ -117,6 +117,17 @@ func (s *sim) result(wall time.Duration, runErr error) (*Result, error) {
 	}
 	r.Delivery = countDeliveries(r.History)
 	return r, nil
+}
+
+// activeClients counts the clients that took part (Workload.KeepUsers).
+func (s *sim) activeClients() int {
+	n := 0
+	for _, c := range s.clients {
+		if !c.inactive {
+			n++
+		}
+	}
+	return n
 }
 
 // countDeliveries checks that every acknowledged send was handed to each

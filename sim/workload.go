@@ -44,9 +44,12 @@ type workload struct {
 	users       []string
 	convs       []convRef
 	userClients [][]int32
-	msgs        uint64
-	platform    map[uint64]*platformCall
-	notices     bool // the system and broadcast conversations have traffic
+	// activeUser and activeConv: Workload.KeepUsers and KeepConvs applied.
+	activeUser []bool
+	activeConv []bool
+	msgs       uint64
+	platform   map[uint64]*platformCall
+	notices    bool // the system and broadcast conversations have traffic
 }
 
 type platformCall struct {
@@ -62,6 +65,7 @@ func newWorkload(s *sim) (*workload, error) {
 		w.users = append(w.users, "u"+strconv.Itoa(i))
 	}
 	w.makeConvs()
+	w.applyKeep()
 	if err := w.makeClients(); err != nil {
 		return nil, err
 	}
@@ -100,6 +104,32 @@ func (w *workload) makeConvs() {
 	}
 }
 
+// applyKeep marks the active users and conversations (Workload.KeepUsers,
+// KeepConvs); indices out of range are ignored.
+func (w *workload) applyKeep() {
+	cfg := &w.s.cfg.Workload
+	w.activeUser = keepMask(len(w.users), cfg.KeepUsers)
+	keepConv := keepMask(len(w.convs), cfg.KeepConvs)
+	w.activeConv = make([]bool, len(w.convs))
+	for i, c := range w.convs {
+		w.activeConv[i] = keepConv[i] && w.activeUser[c.buyer] && w.activeUser[c.seller]
+	}
+}
+
+// keepMask: every index when keep is empty, else the ones listed.
+func keepMask(n int, keep []int) []bool {
+	m := make([]bool, n)
+	for i := range m {
+		m[i] = len(keep) == 0
+	}
+	for _, k := range keep {
+		if k >= 0 && k < n {
+			m[k] = true
+		}
+	}
+	return m
+}
+
 func (w *workload) makeClients() error {
 	s := w.s
 	cfg := &s.cfg.Workload
@@ -116,9 +146,11 @@ func (w *workload) makeClients() error {
 		return errNoFrontEnd
 	}
 	userConvs := make([][]string, len(w.users))
-	for _, c := range w.convs {
-		userConvs[c.buyer] = append(userConvs[c.buyer], c.id)
-		userConvs[c.seller] = append(userConvs[c.seller], c.id)
+	for i, c := range w.convs {
+		if w.activeConv[i] {
+			userConvs[c.buyer] = append(userConvs[c.buyer], c.id)
+			userConvs[c.seller] = append(userConvs[c.seller], c.id)
+		}
 	}
 	w.userClients = make([][]int32, len(w.users))
 	expiry := epoch.Add(365 * 24 * time.Hour)
@@ -129,7 +161,7 @@ func (w *workload) makeClients() error {
 			cc := client.Config{User: user, Device: "d" + strconv.Itoa(d),
 				Token: wire.SignToken(s.cfg.Secret, user, expiry), Entries: entries,
 				ClientNum: int(idx) + 1, Bugs: s.cfg.Bugs}
-			sc := &simClient{idx: idx, user: user, longPoll: longPoll, convs: userConvs[u]}
+			sc := &simClient{idx: idx, user: user, longPoll: longPoll, convs: userConvs[u], inactive: !w.activeUser[u]}
 			if longPoll {
 				cc.Transport = client.LongPoll
 				sc.http = https[int(idx)%len(https)]
@@ -140,7 +172,9 @@ func (w *workload) makeClients() error {
 			s.clients = append(s.clients, sc)
 			w.userClients[u] = append(w.userClients[u], idx)
 			at := s.wl.Int64N(int64(min(startSpread, s.cfg.Duration/4)) + 1)
-			s.schedule(at, event{kind: evWorkload, a: actStart, target: idx})
+			if !sc.inactive {
+				s.schedule(at, event{kind: evWorkload, a: actStart, target: idx})
+			}
 		}
 	}
 	return nil
@@ -190,12 +224,15 @@ func (w *workload) act(e *event) {
 			return
 		}
 		c := s.clients[s.wl.IntN(len(s.clients))]
-		w.goOffline(c, s.now+expDuration(s.wl, cfg.OfflineMean))
+		until := s.now + expDuration(s.wl, cfg.OfflineMean)
+		if !c.inactive {
+			w.goOffline(c, until)
+		}
 		w.next(actChurn, cfg.ChurnRate*float64(len(s.clients)))
 	case actStorm:
 		share := cfg.LoginStorms[e.b].Share
 		for _, c := range s.clients {
-			if coin(s.wl, share) {
+			if coin(s.wl, share) && !c.inactive {
 				w.goOffline(c, s.now)
 			}
 		}
@@ -226,7 +263,8 @@ func (w *workload) send() {
 	if len(w.convs) == 0 {
 		return
 	}
-	cv := w.convs[s.wl.IntN(len(w.convs))]
+	ci := s.wl.IntN(len(w.convs))
+	cv := w.convs[ci]
 	u := cv.buyer
 	if s.wl.IntN(2) == 1 {
 		u = cv.seller
@@ -234,6 +272,9 @@ func (w *workload) send() {
 	cs := w.userClients[u]
 	c := s.clients[cs[s.wl.IntN(len(cs))]]
 	w.msgs++
+	if !w.activeConv[ci] {
+		return // removed: the draws above are made all the same
+	}
 	body := "m" + strconv.FormatUint(w.msgs, 10)
 	if pad := s.cfg.Workload.BodySize - len(body); pad > 0 {
 		body += strings.Repeat(".", pad)
@@ -263,8 +304,12 @@ func (w *workload) notice() {
 		return
 	}
 	w.msgs++
+	u := s.wl.IntN(len(w.users))
+	if !w.activeUser[u] {
+		return
+	}
 	n := &wire.PlatformNotice{NoticeId: "n" + strconv.FormatUint(w.msgs, 10),
-		UserId: w.users[s.wl.IntN(len(w.users))], Kind: "order", Body: "notice " + strconv.FormatUint(w.msgs, 10)}
+		UserId: w.users[u], Kind: "order", Body: "notice " + strconv.FormatUint(w.msgs, 10)}
 	w.platformSend("/v1/platform/notice", mq.PlatformNotice, n.NoticeId, n)
 }
 
@@ -342,6 +387,9 @@ func (w *workload) quiet() {
 func (w *workload) final() {
 	s := w.s
 	for _, c := range s.clients {
+		if c.inactive {
+			continue
+		}
 		for _, conv := range c.convs {
 			_ = c.drv.Sync(c.env, conv)
 		}
@@ -355,6 +403,9 @@ func (w *workload) final() {
 // finish ends every client: each records what it holds.
 func (w *workload) finish() {
 	for _, c := range w.s.clients {
+		if c.inactive {
+			continue
+		}
 		c.drv.Finish(c.env)
 	}
 }
