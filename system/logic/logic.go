@@ -119,6 +119,12 @@ type Config struct {
 	HeldMax        int           // held sends per session; 0 means HeldMaxDefault
 	PendingMax     int           // das requests in flight; 0 means PendingMaxDefault
 	PresenceTTL    time.Duration // 0 means PresenceTTLDefault
+
+	// SendRatePerSecond and SendBurst are the per-user token bucket of
+	// SENDs (ratelimit.go); 0 means the default, a negative rate no limit.
+	SendRatePerSecond int
+	SendBurst         int
+	RateBucketsMax    int // users with a bucket; 0 means RateBucketsMaxDefault
 }
 
 // Stats are logic counters, exported for metrics and the simulator's
@@ -132,6 +138,7 @@ type Stats struct {
 	Held               uint64 // sends that had to wait for an earlier cseq
 	RejectedOutOfOrder uint64 // OUT_OF_ORDER answers
 	Rejected           uint64 // other SEND errors after validation (OVERLOADED, TIMEOUT, ...)
+	RateLimited        uint64 // SENDs refused RATE_LIMITED (also counted in Rejected)
 	Pushes             uint64 // PushRequests sent
 	OfflinePublishes   uint64 // OfflineWork publishes
 	Kicks              uint64
@@ -153,7 +160,8 @@ type Logic struct {
 	reserved int // call slots held by appends waiting to retry
 
 	deps     map[node.ReqID]func(node.Env, node.Completion) // presence and publish requests
-	localSeq map[string]uint64                              // bugs.LogicLocalSeq only
+	limiter  *limiter
+	localSeq map[string]uint64 // bugs.LogicLocalSeq only
 	stats    Stats
 }
 
@@ -178,6 +186,11 @@ func New(cfg Config) *Logic {
 	defInt(&cfg.SessionsMax, SessionsMaxDefault)
 	defInt(&cfg.HeldMax, HeldMaxDefault)
 	defInt(&cfg.PendingMax, PendingMaxDefault)
+	if cfg.SendRatePerSecond == 0 {
+		cfg.SendRatePerSecond = SendRatePerSecondDefault
+	}
+	defInt(&cfg.SendBurst, SendBurstDefault)
+	defInt(&cfg.RateBucketsMax, RateBucketsMaxDefault)
 	l := &Logic{
 		cfg:      cfg,
 		member:   node.NewMember(cfg.Topology),
@@ -187,6 +200,7 @@ func New(cfg Config) *Logic {
 		calls:    map[uint64]*dasCall{},
 		deps:     map[node.ReqID]func(node.Env, node.Completion){},
 		localSeq: map[string]uint64{},
+		limiter:  newLimiter(cfg.SendRatePerSecond, cfg.SendBurst, cfg.RateBucketsMax),
 	}
 	if len(cfg.Businesses) == 0 {
 		cfg.Businesses = []Business{BusinessLogin, BusinessMsg, BusinessContact}

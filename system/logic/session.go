@@ -2,6 +2,7 @@ package logic
 
 import (
 	"container/list"
+	"fmt"
 	"slices"
 
 	"github.com/zzim/zzim/system/bugs"
@@ -83,6 +84,11 @@ func raiseDone(s *session, v uint64) {
 func (l *Logic) admitSend(env node.Env, s *session, op *sendOp, ackFloor uint64) {
 	if l.cfg.Bugs.On(bugs.UnserialisedAppends) {
 		// Bug: no hold and no one-in-flight rule: append as soon as it arrives.
+		if !l.limiter.allow(s.key.user, env.Now()) {
+			l.stats.RateLimited++
+			l.rejectSend(env, op, wire.ErrorCode_RATE_LIMITED, l.rateText())
+			return
+		}
 		s.side++
 		l.startAppend(env, op)
 		return
@@ -94,6 +100,12 @@ func (l *Logic) admitSend(env node.Env, s *session, op *sendOp, ackFloor uint64)
 	if same := s.find(c); same != nil {
 		same.addWaiter(op.waiters[0]) // a resend of a send already here
 		l.pump(env, s)
+		return
+	}
+	// A send already doomed to OUT_OF_ORDER costs no token: it reaches no das.
+	doomed := s.rejectedAt != 0 && c > s.rejectedAt
+	if !doomed && !l.limiter.allow(s.key.user, env.Now()) {
+		l.rateLimited(env, s, op)
 		return
 	}
 	switch {
@@ -192,6 +204,32 @@ func (l *Logic) sessionRejected(env node.Env, op *sendOp) {
 	for _, c := range sortedCseqs(s.held) {
 		l.rejectSend(env, s.unhold(env, c), wire.ErrorCode_OUT_OF_ORDER, "an earlier send of this session was rejected: resend from it")
 	}
+}
+
+// rateLimited refuses op: nothing was appended, so it is a definite
+// rejection. Like an OVERLOADED append it ends the session's pipeline at
+// op: held later cseqs are rejected OUT_OF_ORDER, and so are new ones until
+// the client resends from op (go-back-N). A resend of a committed cseq
+// (c <= done) blocks nothing.
+func (l *Logic) rateLimited(env node.Env, s *session, op *sendOp) {
+	l.stats.RateLimited++
+	l.rejectSend(env, op, wire.ErrorCode_RATE_LIMITED, l.rateText())
+	c := op.cseq
+	if c <= s.done {
+		return
+	}
+	if s.rejectedAt == 0 || c < s.rejectedAt {
+		s.rejectedAt = c
+	}
+	for _, held := range sortedCseqs(s.held) {
+		if held > c {
+			l.rejectSend(env, s.unhold(env, held), wire.ErrorCode_OUT_OF_ORDER, "an earlier send of this session was rate limited: resend from it")
+		}
+	}
+}
+
+func (l *Logic) rateText() string {
+	return fmt.Sprintf("send: over %d sends per second (burst %d) for this user: resend later", l.cfg.SendRatePerSecond, l.cfg.SendBurst)
 }
 
 func (l *Logic) onHoldTimer(env node.Env, op *sendOp) {
