@@ -101,9 +101,26 @@ func (e *Entry) onLogin(env node.Env, c *conn, f wire.Frame) {
 		e.fail(env, c, f.ReqID, f.Op, wire.ErrorCode_UNAUTHENTICATED, err.Error())
 		return
 	}
+	// The device id keys logic's FIFO sessions and is stored in presence:
+	// the same rule as ids (and as httpentry's), so it cannot grow them
+	// without bound or carry separators. Empty is one unnamed device.
+	if login.DeviceId != "" {
+		if err := wire.ValidClientMsgID(login.DeviceId); err != nil {
+			e.stats.BadFrames++
+			e.fail(env, c, f.ReqID, f.Op, wire.ErrorCode_BAD_REQUEST, "device_id: "+err.Error())
+			return
+		}
+	}
+	if e.userConns[user] >= e.cfg.ConnsPerUserMax {
+		e.stats.UserConnsRejected++
+		e.fail(env, c, f.ReqID, f.Op, wire.ErrorCode_RATE_LIMITED,
+			fmt.Sprintf("%d connections of this user are open on this entry", e.userConns[user]))
+		return
+	}
 	stop(env, &c.loginTimer)
 	e.sessionNext++
 	c.authed, c.user, c.device, c.session = true, user, login.DeviceId, e.sessionNext
+	e.userConns[user]++
 	c.lane = NewLane(user)
 	e.forward(env, c, f)
 }
@@ -202,6 +219,9 @@ func (e *Entry) drop(env node.Env, c *conn, reason string) {
 	e.failPushes(env, c, "connection closed: "+reason)
 	if !c.authed {
 		return
+	}
+	if e.userConns[c.user]--; e.userConns[c.user] <= 0 {
+		delete(e.userConns, c.user)
 	}
 	e.router.Drop(env, c.lane)
 	if t, ok := c.lane.Target(); ok {

@@ -32,6 +32,13 @@ const (
 	// PendingMaxDefault bounds unanswered requests per session; past it the
 	// new request is answered ERROR OVERLOADED and not forwarded.
 	PendingMaxDefault = 128
+	// ConnsPerUserMaxDefault bounds one user's logged-in connections on
+	// one entry; a LOGIN past it is answered ERROR RATE_LIMITED and only
+	// that connection closes. A connection storm for one user (a leaked
+	// token, a reconnect loop) then costs entry a token check per attempt
+	// and costs logic and presence nothing. (Across devices the newest
+	// login still kicks the older session through logic.)
+	ConnsPerUserMaxDefault = 5
 	// PushesPendingMaxDefault bounds unacknowledged pushes per connection;
 	// past it the connection is a slow consumer and is closed.
 	PushesPendingMaxDefault = 256
@@ -48,6 +55,7 @@ type Config struct {
 	PushAckTimeout time.Duration
 
 	ConnsMax         int
+	ConnsPerUserMax  int
 	PendingMax       int
 	PushesPendingMax int
 	AttemptsMax      int // per request; AttemptsMaxDefault
@@ -69,6 +77,7 @@ func (c *Config) fill() {
 	dur(&c.LogicTimeout, LogicTimeoutDefault)
 	dur(&c.PushAckTimeout, PushAckTimeoutDefault)
 	num(&c.ConnsMax, ConnsMaxDefault)
+	num(&c.ConnsPerUserMax, ConnsPerUserMaxDefault)
 	num(&c.PendingMax, PendingMaxDefault)
 	num(&c.PushesPendingMax, PushesPendingMaxDefault)
 	num(&c.AttemptsMax, AttemptsMaxDefault)
@@ -79,6 +88,7 @@ type Stats struct {
 	Connections         uint64 // accepted
 	ConnectionsOpen     int
 	ConnectionsRejected uint64             // refused past ConnsMax
+	UserConnsRejected   uint64             // logins refused past ConnsPerUserMax
 	FramesIn            map[wire.Op]uint64 // by op
 	FramesOut           map[wire.Op]uint64 // by op
 	FramesInTotal       uint64
@@ -109,7 +119,10 @@ type Entry struct {
 	cfg    Config
 	router *Router
 	conns  map[node.ConnID]*conn
-	stats  Stats
+	// userConns counts logged-in connections per user (ConnsPerUserMax);
+	// bounded by ConnsMax, as every key has a connection.
+	userConns map[string]int
+	stats     Stats
 	// sessionNext numbers sessions; unique per incarnation (a fresh Entry per incarnation).
 	sessionNext uint64
 }
@@ -121,11 +134,12 @@ func New(cfg Config) *Entry {
 	cfg.fill()
 	m := node.NewMember(cfg.Topology)
 	return &Entry{
-		Member: m,
-		cfg:    cfg,
-		router: &Router{Views: m.Views, AttemptTimeout: cfg.LogicTimeout, AttemptsMax: cfg.AttemptsMax},
-		conns:  map[node.ConnID]*conn{},
-		stats:  Stats{FramesIn: map[wire.Op]uint64{}, FramesOut: map[wire.Op]uint64{}},
+		Member:    m,
+		cfg:       cfg,
+		router:    &Router{Views: m.Views, AttemptTimeout: cfg.LogicTimeout, AttemptsMax: cfg.AttemptsMax},
+		conns:     map[node.ConnID]*conn{},
+		userConns: map[string]int{},
+		stats:     Stats{FramesIn: map[wire.Op]uint64{}, FramesOut: map[wire.Op]uint64{}},
 	}
 }
 
