@@ -139,6 +139,13 @@ type Workload struct {
 	LoginStorm    *LoginStorm `yaml:"login_storm,omitempty"`
 	Notices       *Notices    `yaml:"notices,omitempty"`
 	Broadcasts    *Broadcasts `yaml:"broadcasts,omitempty"`
+	// KeepUsers and KeepConversations, when non-empty, make only these
+	// users (user i is "u<i>", with its clients) and conversations (by
+	// index in the simulator's generation order) take part; the others are
+	// still drawn, so the rest of the workload does not move. The shrinker
+	// (zzim sim shrink) writes them.
+	KeepUsers         []int `yaml:"keep_users,omitempty,flow"`
+	KeepConversations []int `yaml:"keep_conversations,omitempty,flow"`
 }
 
 // Churn: clients disconnecting and coming back.

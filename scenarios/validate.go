@@ -284,6 +284,25 @@ func (w *Workload) validate(dur Duration, bad badFunc) error {
 			}
 		}
 	}
+	if err := validateKeep("workload.keep_users", w.KeepUsers, w.Users, bad); err != nil {
+		return err
+	}
+	return validateKeep("workload.keep_conversations", w.KeepConversations, usersMax, bad)
+}
+
+// validateKeep: indices distinct and in 0..n-1.
+func validateKeep(path string, keep []int, n int, bad badFunc) error {
+	seen := map[int]bool{}
+	for i, k := range keep {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		if k < 0 || k >= n {
+			return bad(p, "%s index %d, want 0..%d", path, k, n-1)
+		}
+		if seen[k] {
+			return bad(p, "%s index %d listed twice", path, k)
+		}
+		seen[k] = true
+	}
 	return nil
 }
 

@@ -1,9 +1,12 @@
 package sim
 
 import (
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/zzim/zzim/check"
+	"github.com/zzim/zzim/system/bugs"
 	"github.com/zzim/zzim/system/wire"
 )
 
@@ -78,4 +81,70 @@ func TestRemovingAUserShiftsNoOtherSend(t *testing.T) {
 		t.Fatalf("no sends compared, want some")
 	}
 	t.Logf("%d sends compared", kept)
+}
+
+// oneMinimal checks, independently of the shrinker, that cfg fails and
+// that removing any one fault or user (its clients) makes it pass.
+func oneMinimal(t *testing.T, cfg Config, fails func(*Result) bool) {
+	t.Helper()
+	run := func(c Config) bool {
+		res, err := Run(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Err == nil && fails(res)
+	}
+	if !run(cfg) {
+		t.Fatalf("shrunk config passes, want it to fail")
+	}
+	for i := range cfg.Faults {
+		c := cfg
+		c.Faults = append(slices.Clone(cfg.Faults[:i]), cfg.Faults[i+1:]...)
+		if run(c) {
+			t.Errorf("still fails without fault %d (%+v): not 1-minimal", i, cfg.Faults[i])
+		}
+	}
+	users := cfg.Workload.KeepUsers
+	if len(users) == 0 {
+		users = indices(cfg.Workload.Users)
+	}
+	if len(users) == 1 {
+		return // removing the last user leaves no run
+	}
+	for i := range users {
+		c := cfg
+		c.Workload.KeepUsers = append(slices.Clone(users[:i]), users[i+1:]...)
+		if run(c) {
+			t.Errorf("still fails without user %d: not 1-minimal", users[i])
+		}
+	}
+}
+
+// TestShrinkConfig: a faulty run with a bug switch shrinks to a smaller,
+// 1-minimal run that breaks the same promise.
+func TestShrinkConfig(t *testing.T) {
+	cfg := faultyConfig(5)
+	cfg.Bugs = bugs.Set{bugs.LogicLocalSeq: true}
+	res, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := res.Check(check.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Pass || len(v.Violations) == 0 {
+		t.Fatalf("the bug run passes, want a violation to shrink")
+	}
+	promise := v.Violations[0].Promise
+	fails := FailsPromise(check.Options{}, promise)
+	sh, err := ShrinkWith(ConfigReducer(cfg), fails, func(s string) { t.Log(s) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("promise %d: before %s; after %s; %d runs in %s", promise, sh.Before, sh.After, sh.Runs, sh.Wall)
+	if sh.After.Users >= sh.Before.Users && sh.After.Faults >= sh.Before.Faults {
+		t.Errorf("nothing removed: before %s, after %s", sh.Before, sh.After)
+	}
+	oneMinimal(t, sh.Config, fails)
 }
