@@ -47,6 +47,8 @@ type clusterFlags struct {
 	pushAckTimeout  time.Duration
 	dasTimeout      time.Duration
 	storeTimeout    time.Duration
+	sendRate        int
+	sendBurst       int
 	depTimeout      time.Duration
 	notifyWebhook   string
 	mysql           []string
@@ -69,6 +71,8 @@ func (f *clusterFlags) register(fs *pflag.FlagSet, natsDefault, redisDefault str
 	fs.DurationVar(&f.pushAckTimeout, "push-ack-timeout", 0, "entry/httpentry: a push without PUSH_ACK takes the offline path after this (0: 5s)")
 	fs.DurationVar(&f.dasTimeout, "das-timeout", 0, "logic: one attempt at das (0: 1s)")
 	fs.DurationVar(&f.storeTimeout, "store-timeout", 0, "extlogic: one attempt at das (0: service default)")
+	fs.IntVar(&f.sendRate, "send-rate", 0, "logic: sends per second per user (token bucket; 0: 20/s default, -1: no limit)")
+	fs.IntVar(&f.sendBurst, "send-burst", 0, "logic: burst of the per-user send bucket (0: 40)")
 	fs.DurationVar(&f.depTimeout, "dep-timeout", 0, "every dependency request (store, presence, queue, registry) before its outcome is unknown (0: 2s)")
 	fs.StringVar(&f.notifyWebhook, "notify-webhook", "", "extlogic: POST offline notifications as JSON to this URL (default: log them)")
 	fs.StringArrayVar(&f.mysql, "mysql", nil, "das: MySQL/MariaDB DSN, one per shard in shard order (repeatable; none: in-memory store)")
@@ -111,6 +115,7 @@ func (f *clusterFlags) clusterConfig(log *slog.Logger) (cfg cluster.Config, clos
 	cfg = cluster.Config{
 		Topology: topo, Secret: []byte(f.secret), PlatformKey: f.platformKey, Bugs: bs, LogicBusinesses: biz,
 		LogicTimeout: f.logicTimeout, PushAckTimeout: f.pushAckTimeout, DasTimeout: f.dasTimeout, StoreTimeout: f.storeTimeout,
+		SendRatePerSecond: f.sendRate, SendBurst: f.sendBurst,
 	}
 	closeFn = func() {}
 	if f.notifyWebhook != "" {

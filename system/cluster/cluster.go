@@ -53,6 +53,11 @@ type Config struct {
 	PushAckTimeout time.Duration // a PUSH without PUSH_ACK takes the offline path after this
 	DasTimeout     time.Duration // logic → das, one attempt
 	StoreTimeout   time.Duration // extlogic → das, one attempt
+
+	// SendRatePerSecond and SendBurst: logic's per-user send token bucket
+	// (0: logic's default; a negative rate: no limit).
+	SendRatePerSecond int
+	SendBurst         int
 }
 
 // DefaultTopology is `zzim up`'s: 2 entry, 1 httpentry, 3 logic, 2 extlogic, 2 das.
@@ -189,7 +194,8 @@ func (c *Config) NewNode(a node.Addr) func() node.Node {
 			LogicTimeout: c.LogicTimeout, PushAckTimeout: c.PushAckTimeout}
 		return func() node.Node { return httpentry.New(hc) }
 	case node.RoleLogic:
-		lc := logic.Config{Topology: topo, Bugs: c.Bugs, Businesses: c.LogicBusinesses[a.Slot], DasTimeout: c.DasTimeout}
+		lc := logic.Config{Topology: topo, Bugs: c.Bugs, Businesses: c.LogicBusinesses[a.Slot], DasTimeout: c.DasTimeout,
+			SendRatePerSecond: c.SendRatePerSecond, SendBurst: c.SendBurst}
 		return func() node.Node { return logic.New(lc) }
 	case node.RoleExtLogic:
 		xc := extlogic.Config{Topology: topo, Notifier: c.Notifier, StoreTimeout: c.StoreTimeout}
