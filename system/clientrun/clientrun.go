@@ -5,7 +5,6 @@
 package clientrun
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"io"
@@ -65,6 +64,21 @@ type Options struct {
 	HTTPClient *http.Client
 	// Dial overrides net.Dialer.DialContext (to spread source addresses, say).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// MailboxMax bounds the events waiting for this client (MailboxMax if
+	// 0). A load generator running many thousand clients uses a small one:
+	// the buffer is allocated up front.
+	MailboxMax int
+	// ReadBuffer is the size of one read from the connection (4096 if 0).
+	ReadBuffer int
+	// OnWrite, if set, sees every frame the client writes, on the client's
+	// goroutine (a load generator notes when each send went on the wire).
+	OnWrite func(f wire.Frame)
+	// OnHTTP, if set, sees every HTTP request the client makes, on the
+	// client's goroutine.
+	OnHTTP func(method, path string, body []byte)
+	// Online, if set, counts the clients with a session up: each runner
+	// adds 1 when its client comes online and -1 when it goes offline.
+	Online *atomic.Int64
 }
 
 // Runner runs one client.
@@ -75,6 +89,7 @@ type Runner struct {
 	done    chan struct{}
 	stopped atomic.Bool
 	rnd     *rand.Rand
+	online  bool // last value added to opts.Online (client goroutine only)
 
 	// owned by the client goroutine
 	conn    net.Conn
@@ -107,8 +122,14 @@ func Start(cfg client.Config, opts Options) *Runner {
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = sharedHTTP
 	}
+	if opts.MailboxMax <= 0 {
+		opts.MailboxMax = MailboxMax
+	}
+	if opts.ReadBuffer <= 0 {
+		opts.ReadBuffer = readBufferDefault
+	}
 	r := &Runner{
-		c: client.New(cfg), opts: opts, mailbox: make(chan any, MailboxMax), done: make(chan struct{}),
+		c: client.New(cfg), opts: opts, mailbox: make(chan any, opts.MailboxMax), done: make(chan struct{}),
 		rnd: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), timers: map[client.TimerID]*time.Timer{},
 	}
 	go r.run()
@@ -124,6 +145,21 @@ func (r *Runner) Do(fn func(c *client.Client, env client.Env)) {
 	select {
 	case <-done:
 	case <-r.done:
+	}
+}
+
+// Post queues fn to run on the client's goroutine and returns at once:
+// false when the mailbox is full or the runner stopped (fn will not run).
+// An open-loop load generator must never wait for a client.
+func (r *Runner) Post(fn func(c *client.Client, env client.Env)) bool {
+	if r.stopped.Load() {
+		return false
+	}
+	select {
+	case r.mailbox <- doEvent{fn: fn}:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -151,6 +187,7 @@ func (r *Runner) run() {
 	env := (*runEnv)(r)
 	r.c.Start(env)
 	r.flush()
+	r.noteOnline()
 	for {
 		select {
 		case <-r.done:
@@ -160,10 +197,29 @@ func (r *Runner) run() {
 			for _, t := range r.timers {
 				t.Stop()
 			}
+			if r.online {
+				r.opts.Online.Add(-1)
+			}
 			return
 		case ev := <-r.mailbox:
 			r.dispatch(env, ev)
 			r.flush()
+			r.noteOnline()
+		}
+	}
+}
+
+// noteOnline keeps Options.Online in step with the client.
+func (r *Runner) noteOnline() {
+	if r.opts.Online == nil {
+		return
+	}
+	if on := r.c.Online(); on != r.online {
+		r.online = on
+		if on {
+			r.opts.Online.Add(1)
+		} else {
+			r.opts.Online.Add(-1)
 		}
 	}
 }
@@ -172,7 +228,9 @@ func (r *Runner) dispatch(env *runEnv, ev any) {
 	switch e := ev.(type) {
 	case doEvent:
 		e.fn(r.c, env)
-		close(e.done)
+		if e.done != nil {
+			close(e.done)
+		}
 	case connEvent:
 		if e.gen != r.connGen {
 			return // an old connection's news
@@ -251,6 +309,9 @@ type connUp struct {
 
 func (e *runEnv) Write(f wire.Frame) {
 	e.out, _ = wire.AppendFrame(e.out, f)
+	if e.opts.OnWrite != nil {
+		e.opts.OnWrite(f)
+	}
 }
 
 func (e *runEnv) Hangup() {
@@ -265,6 +326,9 @@ func (e *runEnv) HTTP(method, path, token string, body []byte, timeout time.Dura
 	r.ids++
 	id := client.ReqID(r.ids)
 	base := r.c.Config().HTTP
+	if r.opts.OnHTTP != nil {
+		r.opts.OnHTTP(method, path, body)
+	}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
@@ -316,13 +380,16 @@ func (e *runEnv) Record(op check.Op) {
 	}
 }
 
-// reader turns a connection's bytes into FrameIn events.
+// readBufferDefault is the default size of one read.
+const readBufferDefault = 4096
+
+// reader turns a connection's bytes into FrameIn events. It reads straight
+// into one buffer (no bufio layer: it would only copy twice).
 func (r *Runner) reader(gen uint64, conn net.Conn) {
-	br := bufio.NewReaderSize(conn, 4096)
 	var buf []byte
-	tmp := make([]byte, 4096)
+	tmp := make([]byte, r.opts.ReadBuffer)
 	for {
-		n, err := br.Read(tmp)
+		n, err := conn.Read(tmp)
 		buf = append(buf, tmp[:n]...)
 		for {
 			f, used, derr := wire.Decode(buf)
