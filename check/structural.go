@@ -10,7 +10,9 @@ import (
 	"github.com/zzim/zzim/system/wire"
 )
 
-// ViolationsMax bounds the violations a pass reports; the rest are counted.
+// ViolationsMax bounds the violations a pass reports per promise; the rest
+// are counted. The bound is per promise so that a flood of one kind (a bug
+// that breaks total order everywhere) cannot hide another broken promise.
 const ViolationsMax = 1000
 
 // StructuralOptions tune the structural pass.
@@ -19,7 +21,7 @@ type StructuralOptions struct {
 	Faults []FaultWindow
 	// LivenessBound enables promise 9 when positive (history clock, ns).
 	LivenessBound time.Duration
-	// ViolationsMax bounds the violations returned (0: ViolationsMax).
+	// ViolationsMax bounds the violations returned per promise (0: ViolationsMax).
 	ViolationsMax int
 }
 
@@ -79,6 +81,7 @@ type structural struct {
 	out     []Violation
 	total   int
 	max     int
+	listed  map[int]int     // violations reported, per promise
 	flagged map[string]bool // one report per broken fact
 
 	msgSeq  map[msgKey]seqSeen
@@ -122,6 +125,7 @@ func newStructural(h *History, dump []store.Message, opts StructuralOptions) *st
 	s := &structural{
 		h: h, dump: dump, opts: opts, max: opts.ViolationsMax,
 		flagged:    map[string]bool{},
+		listed:     map[int]int{},
 		msgSeq:     map[msgKey]seqSeen{},
 		seqMsg:     map[convSeq]keySeen{},
 		lastSeq:    map[string]uint64{},
@@ -151,9 +155,10 @@ func (s *structural) violate(flag string, promise int, conv string, srcs []sourc
 		s.flagged[flag] = true
 	}
 	s.total++
-	if len(s.out) >= s.max {
+	if s.listed[promise] >= s.max {
 		return
 	}
+	s.listed[promise]++
 	v := Violation{Promise: promise, Name: PromiseName(promise), Conv: conv, Message: fmt.Sprintf(format, args...)}
 	for _, src := range srcs {
 		if src >= 0 {
