@@ -56,7 +56,7 @@ func upCmd() *cobra.Command {
 	fs := cmd.Flags()
 	f.register(fs, "", cluster.Memory)
 	fs.Lookup("nats").Usage = "NATS JetStream URL (default: an embedded server)"
-	fs.StringVar(&f.host, "host", "127.0.0.1", "address the app, HTTP and metrics listeners bind")
+	fs.StringVar(&f.host, "host", "127.0.0.1", "address the app and HTTP listeners bind")
 	fs.IntVar(&f.appPort, "app-port", appPortDefault, "entry slot i listens for apps on this port + i (0: free ports)")
 	fs.IntVar(&f.httpPort, "http-port", httpPortDefault, "httpentry slot i listens on this port + i (0: free ports)")
 	fs.StringVar(&f.metrics, "metrics", "127.0.0.1:9100", "address of /metrics, /healthz, /readyz (\"off\" disables)")
