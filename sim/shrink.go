@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/zzim/zzim/check"
+	"github.com/zzim/zzim/scenarios"
+	"github.com/zzim/zzim/system/bugs"
 )
 
 // Shrinking reduces a failing run to a 1-minimal one by delta debugging
@@ -544,4 +546,166 @@ func FailsPromise(opts check.Options, promise int) func(*Result) bool {
 		}
 		return slices.Contains(Promises(v), promise)
 	}
+}
+
+// ScenarioShrunk is a shrunk scenario: the file to write and how it went.
+type ScenarioShrunk struct {
+	*Shrunk
+	Scenario *scenarios.Scenario
+	// Promise is the one the original run broke first and the result breaks.
+	Promise int
+	// Verdict is the checkers' verdict on the shrunk run.
+	Verdict *check.Verdict
+}
+
+// ShrinkScenario runs sc with opts (seed, bugs, checks), takes the first
+// promise its checks find broken, and shrinks the scenario to a 1-minimal
+// one that still breaks it. Every candidate is a scenario carrying the
+// seed, bug switches and checks itself, run through FromScenario without
+// overrides, so the written file is exactly what was tested: `zzim sim run
+// FILE` reproduces it.
+func ShrinkScenario(sc *scenarios.Scenario, opts PlanOptions, progress func(string)) (*ScenarioShrunk, error) {
+	base := shrinkBase(sc, opts)
+	p, err := FromScenario(base, PlanOptions{})
+	if err != nil {
+		return nil, err
+	}
+	res, err := p.Run()
+	if err != nil {
+		return nil, err
+	}
+	copts := check.Options{Checks: p.Checks, LivenessBound: p.LivenessBound}
+	v, err := res.Check(copts)
+	if err != nil {
+		return nil, err
+	}
+	if len(v.Violations) == 0 {
+		return nil, ErrNotFailing
+	}
+	promise := v.Violations[0].Promise
+	if progress != nil {
+		progress(fmt.Sprintf("seed %d breaks promise %d (%s): %s", p.Config.Seed, promise,
+			check.PromiseName(promise), strings.SplitN(v.Violations[0].String(), "\n", 2)[0]))
+	}
+	convs := ConvCount(p.Config)
+	r := ScenarioReducer(base, p.Config, convs)
+	fails := FailsPromise(copts, promise)
+	sh, err := ShrinkWith(r, fails, progress)
+	if sh == nil {
+		return nil, err
+	}
+	out := &ScenarioShrunk{Shrunk: sh, Scenario: KeptScenario(base, sh.Kept, convs), Promise: promise}
+	if sh.Result != nil {
+		out.Verdict, _ = sh.Result.Check(copts)
+	}
+	return out, err
+}
+
+// shrinkBase is sc with opts written into it: seed, bugs and checks, and
+// no exercised counters (a shrunk run need not exercise them), expecting
+// fail.
+func shrinkBase(sc *scenarios.Scenario, opts PlanOptions) *scenarios.Scenario {
+	b := *sc
+	if opts.Seed != 0 {
+		b.Seed = opts.Seed
+	}
+	b.Bugs = slices.Clone(sc.Bugs)
+	for _, name := range bugs.Names() {
+		if opts.Bugs.On(bugs.Switch(name)) && !slices.Contains(b.Bugs, name) {
+			b.Bugs = append(b.Bugs, name)
+		}
+	}
+	if len(opts.Checks) > 0 {
+		b.Checks = slices.Clone(opts.Checks)
+	}
+	b.Exercised = nil
+	b.Expect = scenarios.Fail
+	b.Swarm = nil
+	return &b
+}
+
+// ScenarioReducer shrinks sc; cfg is its Config (FromScenario) and convs
+// ConvCount(cfg). Scenario faults, spikes and broadcasts map one to one
+// onto the Config's, so the reduction's indices are the scenario's.
+func ScenarioReducer(sc *scenarios.Scenario, cfg Config, convs int) Reducer {
+	full := FullKept(cfg)
+	w := sc.Workload
+	full.Lists[DimStorms] = flag(w.LoginStorm != nil)
+	full.Lists[DimNotices] = flag(w.Notices != nil && w.Notices.Rate > 0)
+	full.Lists[DimChurn] = flag(w.Churn != nil && w.Churn.Rate > 0)
+	full.Lists[DimBroadcasts] = []int{}
+	if w.Broadcasts != nil {
+		full.Lists[DimBroadcasts] = indices(len(w.Broadcasts.At))
+	}
+	return Reducer{
+		Full: full,
+		Build: func(k Kept) (Config, error) {
+			p, err := FromScenario(KeptScenario(sc, k, convs), PlanOptions{})
+			if err != nil {
+				return Config{}, err
+			}
+			return p.Config, nil
+		},
+		Fits: func(dim string, i int, d time.Duration) bool {
+			switch dim {
+			case DimFaults:
+				return sc.Faults[i].At.D() < d
+			case DimSpikes:
+				return w.Spikes[i].At.D() < d
+			case DimStorms:
+				return w.LoginStorm.At.D() < d
+			case DimBroadcasts:
+				return w.Broadcasts.At[i].D() < d
+			}
+			return true
+		},
+		DurationMin: min(4*startSpread, sc.Duration.D()),
+	}
+}
+
+// KeptScenario applies k to sc (convs is the Config's ConvCount): what a
+// cut duration would leave hanging over the end ends with it.
+func KeptScenario(sc *scenarios.Scenario, k Kept, convs int) *scenarios.Scenario {
+	out := *sc
+	d := scenarios.Duration(k.Duration)
+	out.Duration = d
+	out.Faults = nil
+	for _, i := range k.Lists[DimFaults] {
+		f := sc.Faults[i]
+		if f.For > 0 && f.At+f.For > d {
+			f.For = d - f.At
+		}
+		out.Faults = append(out.Faults, f)
+	}
+	w := &out.Workload
+	*w = sc.Workload
+	w.KeepUsers = keepList(k.Lists[DimUsers], sc.Workload.Users)
+	w.KeepConversations = keepList(k.Lists[DimConvs], convs)
+	w.Spikes = nil
+	for _, i := range k.Lists[DimSpikes] {
+		sp := sc.Workload.Spikes[i]
+		if sp.At+sp.For > d {
+			sp.For = d - sp.At
+		}
+		w.Spikes = append(w.Spikes, sp)
+	}
+	if len(k.Lists[DimStorms]) == 0 {
+		w.LoginStorm = nil
+	}
+	if len(k.Lists[DimNotices]) == 0 {
+		w.Notices = nil
+	}
+	if len(k.Lists[DimChurn]) == 0 {
+		w.Churn = nil
+	}
+	if b := sc.Workload.Broadcasts; b != nil {
+		w.Broadcasts = nil
+		if l := k.Lists[DimBroadcasts]; len(l) > 0 {
+			w.Broadcasts = &scenarios.Broadcasts{}
+			for _, i := range l {
+				w.Broadcasts.At = append(w.Broadcasts.At, b.At[i])
+			}
+		}
+	}
+	return &out
 }
