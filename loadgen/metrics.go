@@ -35,8 +35,8 @@ const errKindsMax = 64
 // Metrics collects a run's measurements. Safe for concurrent use: client
 // goroutines record acks and deliveries, the scheduler records lag.
 type Metrics struct {
-	start time.Time
-	secs  int // per-second slots: the run's seconds plus drain
+	start atomic.Int64 // ns: second 0 starts here (set when traffic starts)
+	secs  int          // per-second slots: the run's seconds plus drain
 
 	mu     sync.Mutex
 	hist   map[string]*hdr.Histogram // whole run
@@ -69,11 +69,12 @@ func NewMetrics(start time.Time, seconds int, online *atomic.Int64) *Metrics {
 		online = &atomic.Int64{}
 	}
 	m := &Metrics{
-		start: start, secs: seconds, online: online,
+		secs: seconds, online: online,
 		hist: map[string]*hdr.Histogram{}, window: map[string]*hdr.Histogram{}, errs: map[string]int64{},
 		offered: make([]atomic.Int64, seconds), achieved: make([]atomic.Int64, seconds),
 		delivered: make([]atomic.Int64, seconds), errors: make([]atomic.Int64, seconds),
 	}
+	m.start.Store(start.UnixNano())
 	for _, s := range Series {
 		m.hist[s] = newHist()
 	}
@@ -85,7 +86,7 @@ func NewMetrics(start time.Time, seconds int, online *atomic.Int64) *Metrics {
 
 // sec is the slot of time t (clamped to the slots).
 func (m *Metrics) sec(t time.Time) int {
-	i := int(t.Sub(m.start) / time.Second)
+	i := int(time.Duration(t.UnixNano()-m.start.Load()) / time.Second)
 	return max(0, min(i, m.secs-1))
 }
 
@@ -143,6 +144,9 @@ func (m *Metrics) errorN(now time.Time, kind string, n int64) {
 	m.errs[kind] += n
 	m.mu.Unlock()
 }
+
+// setStart moves second 0 (when traffic starts, after the connect phase).
+func (m *Metrics) setStart(t time.Time) { m.start.Store(t.UnixNano()) }
 
 // Online is the number of sessions up now.
 func (m *Metrics) Online() int64 { return m.online.Load() }

@@ -18,7 +18,7 @@ var (
 	colorP50      = color.RGBA{R: 44, G: 160, B: 44, A: 255}
 	colorP99      = color.RGBA{R: 214, G: 39, B: 40, A: 255}
 	colorDeliver  = color.RGBA{R: 148, G: 103, B: 189, A: 255}
-	colorSpike    = color.RGBA{R: 255, G: 200, B: 0, A: 70}
+	colorSpike    = color.NRGBA{R: 255, G: 200, B: 0, A: 90}
 )
 
 // writePlot draws rate (offered, achieved) and latency (ack p50/p99,
@@ -55,16 +55,11 @@ func writePlot(path string, s *Summary) error {
 		{lat, "ack p99", colorP99, func(r Row) float64 { return r.AckP99 }, &lmax},
 		{lat, "deliver p99", colorDeliver, func(r Row) float64 { return r.DeliverP99 }, &lmax},
 	}
-	for _, l := range lines {
-		ln, err := plotter.NewLine(series(l.get, l.track))
-		if err != nil {
-			return fmt.Errorf("plot: %w", err)
-		}
-		ln.Color = l.c
-		ln.Width = vg.Points(1.5)
-		l.p.Add(ln)
-		l.p.Legend.Add(l.name, ln)
+	xys := make([]plotter.XYs, len(lines))
+	for i, l := range lines {
+		xys[i] = series(l.get, l.track)
 	}
+	// Spikes first, so the lines are drawn over them.
 	for _, pp := range []struct {
 		p *plot.Plot
 		y float64
@@ -79,6 +74,16 @@ func writePlot(path string, s *Summary) error {
 		}
 		pp.p.Legend.Top = true
 		pp.p.Add(plotter.NewGrid())
+	}
+	for i, l := range lines {
+		ln, err := plotter.NewLine(xys[i])
+		if err != nil {
+			return fmt.Errorf("plot: %w", err)
+		}
+		ln.Color = l.c
+		ln.Width = vg.Points(1.5)
+		l.p.Add(ln)
+		l.p.Legend.Add(l.name, ln)
 	}
 	img := vgimg.New(10*vg.Inch, 8*vg.Inch)
 	dc := draw.New(img)

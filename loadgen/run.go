@@ -91,6 +91,9 @@ type gen struct {
 	storm    []*user
 	online   atomic.Int64
 	churns   atomic.Int64
+	// startNs: traffic start; messages meant before it (an earlier run's,
+	// synced at login) are not this run's deliveries.
+	startNs atomic.Int64
 }
 
 func (c *Config) validate() error {
@@ -141,17 +144,20 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 	}
-	connectStart := g.clock.Now()
-	connected := g.connect(ctx)
-	connectTime := g.clock.Now().Sub(connectStart)
-
 	drain := p.Drain.D()
 	if drain <= 0 {
 		drain = DrainDefault
 	}
-	start := g.clock.Now()
+	connectStart := g.clock.Now()
 	secs := int(math.Ceil((p.Duration.D() + drain + settleMax + 2*finishTimeout).Seconds())) + 1
-	g.m = NewMetrics(start, secs, &g.online)
+	g.m = NewMetrics(connectStart, secs, &g.online)
+	g.startNs.Store(math.MaxInt64)
+	connected := g.connect(ctx)
+	connectTime := g.clock.Now().Sub(connectStart)
+
+	start := g.clock.Now()
+	g.m.setStart(start)
+	g.startNs.Store(start.UnixNano())
 	if cfg.OnStart != nil {
 		cfg.OnStart(start)
 	}

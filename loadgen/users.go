@@ -175,8 +175,8 @@ func (g *gen) onSendDone(env client.Env, id string, seq uint64, code string) {
 // onDeliver: a message reached the receiving application.
 func (g *gen) onDeliver(env client.Env, m *wire.ChatMessage, _ string) {
 	intended, ok := parseBody(m.Body)
-	if !ok {
-		return // not the generator's message
+	if !ok || intended < g.startNs.Load() {
+		return // not this run's message
 	}
 	now := env.Now()
 	raw := time.Duration(-1)
