@@ -7,7 +7,7 @@ SANS_IO   := system/node system/route system/store system/store/memstore system/
              system/client system/entry system/httpentry system/extlogic
 FUZZTIME  ?= 30s
 
-.PHONY: build test test-short lint proto fuzz bench images clean
+.PHONY: build test test-short lint proto fuzz bench images staging-test clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/zzim
@@ -35,3 +35,13 @@ bench:
 
 clean:
 	rm -rf bin
+
+# Every image, built on this machine with no registry (docker/build.sh).
+images:
+	./docker/build.sh
+
+# The staging deployment end to end (docker/compose.yaml): builds the
+# images, brings it up, sends messages through it, checks Prometheus sees
+# every service, tears it down (also on failure).
+staging-test:
+	ZZIM_STAGING=1 $(GO) test -count=1 -timeout 15m -v -run '^TestStaging$$' ./docker/stagingtest
