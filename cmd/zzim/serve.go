@@ -271,7 +271,7 @@ func runServe(ctx context.Context, f *serveFlags, roleArg string, stderr io.Writ
 	log.Info("serving", append(cfg.LogAttrs(), "internal", internal[self], "app", l.AppAddr(self), "http", l.HTTPAddr(self),
 		"metrics", boundOps, "nats", deps.NATSURL)...)
 	<-ctx.Done()
-	log.Info("shutting down", "drain", f.drain)
+	log.Info("shutting down", "drain", f.drain.String())
 	l.Shutdown(context.Background(), f.drain)
 	log.Info("stopped")
 	return nil
