@@ -125,7 +125,7 @@ func openStore(ctx context.Context, o DepsOptions) (store.Store, error) {
 	if len(dsns) == 0 {
 		return memstore.New(memstore.Options{Bugs: o.Bugs}), nil
 	}
-	st, err := mysqlstore.Open(ctx, mysqlstore.Config{DSNs: dsns})
+	st, err := mysqlstore.Open(ctx, mysqlstore.Config{DSNs: dsns, Bugs: o.Bugs})
 	if err != nil {
 		return nil, fmt.Errorf("mysql: %w", err)
 	}

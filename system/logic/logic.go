@@ -134,6 +134,7 @@ type Stats struct {
 	Acks               uint64 // SEND_ACKs (one per commit, whatever the waiters)
 	Retries            uint64 // append attempts after an unknown outcome
 	Unknown            uint64 // unknown append outcomes (das UNKNOWN, timeout, link down)
+	Duplicates         uint64 // appends the store answered as duplicates: an earlier attempt, whose outcome a caller never learnt, had committed
 	Failovers          uint64 // retries sent to another das slot than the previous attempt
 	Held               uint64 // sends that had to wait for an earlier cseq
 	RejectedOutOfOrder uint64 // OUT_OF_ORDER answers

@@ -180,6 +180,9 @@ func (l *Logic) onRetryTimer(env node.Env, op *sendOp) {
 // onCommitted: the store holds op with res.Seq (first commit or duplicate).
 func (l *Logic) onCommitted(env node.Env, op *sendOp, res *wire.AppendResult) {
 	op.state = stateFinished
+	if res.Duplicate {
+		l.stats.Duplicates++ // an unknown outcome resolved by dedup (the exercised counter)
+	}
 	seq := res.Seq
 	if l.cfg.Bugs.On(bugs.LogicLocalSeq) {
 		// Bug: a seq from this instance's memory instead of the store's transaction.

@@ -175,9 +175,11 @@ func (s *Store) appendTx(ctx context.Context, shard int, reqs []store.AppendReq,
 	if err != nil {
 		return nil, err
 	}
-	stored, err := findStored(ctx, tx, reqs, idx)
-	if err != nil {
-		return nil, err
+	stored := map[msgKey]storedMsg{}
+	if !s.noDedup { // bugs.NoDedup: resends are stored again
+		if stored, err = findStored(ctx, tx, reqs, idx); err != nil {
+			return nil, err
+		}
 	}
 	p := s.plan(reqs, idx, lastSeq, stored)
 	local, remote := s.splitUserRows(p.users, shard)

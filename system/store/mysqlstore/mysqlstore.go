@@ -42,6 +42,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/zzim/zzim/system/bugs"
 	"github.com/zzim/zzim/system/route"
 	"github.com/zzim/zzim/system/store"
 )
@@ -73,13 +74,19 @@ type Config struct {
 	MaxOpenConns int
 	// ConnMaxLifetime recycles connections (0: never).
 	ConnMaxLifetime time.Duration
+	// Bugs enables bug switches (for checker tests only); mysqlstore
+	// honours bugs.NoDedup: resends are stored again. The database's unique
+	// index is the other half of that guard, so Open drops it: never point a
+	// bug run at a database you keep.
+	Bugs bugs.Set
 }
 
 // Store is a store.Store on one or more MySQL-compatible databases. It is
 // safe for concurrent use; several Store values (several das processes)
 // may share the databases.
 type Store struct {
-	shards []*sql.DB
+	shards  []*sql.DB
+	noDedup bool // bugs.NoDedup
 }
 
 // Open connects to every shard, applies the schema migrations and returns
@@ -101,12 +108,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mysqlstore: %w", err)
 	}
-	s := &Store{}
+	s := &Store{noDedup: cfg.Bugs.On(bugs.NoDedup)}
 	for i, dsn := range cfg.DSNs {
 		db, err := openShard(ctx, dsn, cfg)
 		if err == nil {
 			s.shards = append(s.shards, db)
 			err = migrate(ctx, db, migrations)
+		}
+		if err == nil && s.noDedup {
+			err = dropDedupIndex(ctx, db)
 		}
 		if err != nil {
 			s.Close()
@@ -191,3 +201,15 @@ func (s *Store) convShard(convID string) int { return route.Home(convID, len(s.s
 
 // userShard is the shard of a user's rows.
 func (s *Store) userShard(userID string) int { return route.Home(userID, len(s.shards)) }
+
+// dropDedupIndex removes the unique (conv, sender, client_msg_id) index for
+// bugs.NoDedup. Several das processes open the store at once: the one that
+// finds it gone already (MySQL error 1091) has nothing to do.
+func dropDedupIndex(ctx context.Context, db *sql.DB) error {
+	_, err := db.ExecContext(ctx, "ALTER TABLE messages DROP INDEX messages_dedup")
+	var me *mysql.MySQLError
+	if err != nil && !(errors.As(err, &me) && me.Number == 1091) {
+		return fmt.Errorf("bug no-dedup: drop index: %w", err)
+	}
+	return nil
+}
