@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/zzim/zzim/system/cluster"
+	"github.com/zzim/zzim/web"
 )
 
 type upFlags struct {
@@ -22,11 +22,6 @@ type upFlags struct {
 	tcpLinks bool
 	devLogin bool
 }
-
-// devLoginHandler, when set, serves /dev/login on httpentry under
-// --dev-login: a later issue's web client logs in there without a token
-// tool. Nothing sets it yet.
-var devLoginHandler func(secret []byte) http.Handler
 
 const upLong = `Run a whole zzim cluster in one process on 127.0.0.1: every role of
 --topology (default 2 entry, 1 httpentry, 3 logic, 2 extlogic, 2 das), an
@@ -62,7 +57,7 @@ func upCmd() *cobra.Command {
 	fs.StringVar(&f.metrics, "metrics", "127.0.0.1:9100", "address of /metrics, /healthz, /readyz (\"off\" disables)")
 	fs.StringVar(&f.dataDir, "data-dir", "", "embedded NATS storage (default: a temporary directory, removed on exit)")
 	fs.BoolVar(&f.tcpLinks, "tcp-links", false, "carry internal messages over loopback TCP (ports 17000+) instead of handing them over in memory")
-	fs.BoolVar(&f.devLogin, "dev-login", true, "serve the development login of the web client on httpentry (when built in)")
+	fs.BoolVar(&f.devLogin, "dev-login", true, "serve the web client's development login (POST /v1/dev/login: a token for any user id) on httpentry")
 	return cmd
 }
 
@@ -90,9 +85,9 @@ func runUp(ctx context.Context, f *upFlags, stdout, stderr io.Writer) error {
 	if f.tcpLinks {
 		opts.Internal = cluster.InternalPattern(cfg.Topology, "127.0.0.1:{port}")
 	}
-	if f.devLogin && devLoginHandler != nil {
-		opts.HTTPExtra = map[string]http.Handler{"/dev/login": devLoginHandler(cfg.Secret)}
-	}
+	// The web client (package web) is served on httpentry; its development
+	// login only under --dev-login.
+	opts.HTTPExtra = web.Routes(cfg.Secret, f.devLogin)
 	l, err := cluster.StartLocal(cfg, opts)
 	if err != nil {
 		return err
@@ -127,6 +122,9 @@ func printUp(w io.Writer, f *upFlags, cfg cluster.Config, l *cluster.Local, deps
 	fmt.Fprintf(w, "zzim up: %s\n", cluster.FormatTopology(cfg.Topology))
 	fmt.Fprintf(w, "  apps (TCP):        %s\n", strings.Join(l.Entries(), " "))
 	fmt.Fprintf(w, "  long-poll (HTTP):  %s\n", strings.Join(https, " "))
+	if len(https) > 0 && f.devLogin {
+		fmt.Fprintf(w, "  web client:        %s/ (log in as any user id)\n", https[0])
+	}
 	if metrics != "off" {
 		fmt.Fprintf(w, "  metrics:           http://%s/metrics\n", metrics)
 	}
