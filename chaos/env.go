@@ -1,0 +1,399 @@
+package chaos
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/testcontainers/testcontainers-go"
+	tcnetwork "github.com/testcontainers/testcontainers-go/network"
+	"github.com/testcontainers/testcontainers-go/wait"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/zzim/zzim/internal/testdeps"
+	"github.com/zzim/zzim/system/bugs"
+	"github.com/zzim/zzim/system/cluster"
+	"github.com/zzim/zzim/system/node"
+)
+
+// Images, as docker/build.sh tags them.
+const (
+	ZzimImage      = "zzim/zzim:dev"
+	ToxiproxyImage = "zzim/toxiproxy:dev"
+)
+
+// readyTimeout bounds a restarted service's return to /readyz.
+const readyTimeout = 30 * time.Second
+
+// EnvConfig shapes an environment.
+type EnvConfig struct {
+	Topology map[node.Role]int
+	Bugs     bugs.Set
+	Secret   string
+	// PlatformKey enables httpentry's platform API.
+	PlatformKey string
+	// LogicBusinesses is --logic-businesses ("" : every slot serves all).
+	LogicBusinesses string
+	Log             *slog.Logger
+}
+
+// Env is one chaos environment: a private network with MariaDB, Redis,
+// NATS, toxiproxy and every zzim service in its own container.
+type Env struct {
+	Run      string // the run id (container names and labels)
+	cfg      EnvConfig
+	d        *docker
+	nw       *testcontainers.DockerNetwork
+	deps     map[string]*started
+	services map[string]*started // by node address ("logic-1")
+	order    []string            // services in node.Roles order
+	proxies  *proxies
+
+	// DSN reaches MariaDB's database zzim from the host (the ground truth dump).
+	DSN string
+	// NATSURL reaches NATS from the host (platform notices without httpentry).
+	NATSURL string
+	// Entries are the entries' app addresses on the host, in slot order.
+	Entries []string
+	// HTTP are the httpentries' base URLs on the host, in slot order.
+	HTTP []string
+
+	mu      sync.Mutex
+	paused  map[string]bool
+	stopped map[string]bool
+}
+
+// NewEnv starts an environment. On error everything it started is removed.
+func NewEnv(ctx context.Context, cfg EnvConfig) (env *Env, err error) {
+	testdeps.Setup()
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	d, err := newDocker(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.requireImages(ctx, ZzimImage, ToxiproxyImage, testdeps.MariaDBImage, testdeps.RedisImage, testdeps.NATSImage); err != nil {
+		d.close()
+		return nil, err
+	}
+	e := &Env{Run: runID(), cfg: cfg, d: d, deps: map[string]*started{}, services: map[string]*started{},
+		paused: map[string]bool{}, stopped: map[string]bool{}}
+	defer func() {
+		if err != nil {
+			e.Close()
+			env = nil
+		}
+	}()
+	e.nw, err = tcnetwork.New(ctx, tcnetwork.WithLabels(map[string]string{LabelRun: e.Run}))
+	if err != nil {
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	for _, a := range cluster.Addrs(cfg.Topology) {
+		e.order = append(e.order, a.String())
+	}
+	if err := e.startDeps(ctx); err != nil {
+		return nil, err
+	}
+	if err := e.startServices(ctx); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func runID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (e *Env) startDeps(ctx context.Context) error {
+	specs := []containerSpec{
+		{name: depMariaDB, image: testdeps.MariaDBImage, publish: []string{"3306/tcp"}, ready: logWait("ready for connections")},
+		{name: depRedis, image: testdeps.RedisImage, ready: logWait("Ready to accept connections")},
+		{name: depNATS, image: testdeps.NATSImage, publish: []string{"4222/tcp"}, ready: logWait("Server is ready")},
+		{name: "toxiproxy", image: ToxiproxyImage, publish: []string{toxiproxyAPIPort}, ready: wait.ForAll(
+			logWait("Starting Toxiproxy HTTP server"),
+			wait.ForHTTP("/version").WithPort(toxiproxyAPIPort).WithStartupTimeout(startupTimeout))},
+	}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	for _, s := range specs {
+		g.Go(func() error {
+			st, err := runContainer(gctx, e.nw, e.Run, s)
+			if st != nil {
+				mu.Lock()
+				e.deps[s.name] = st
+				mu.Unlock()
+			}
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	e.DSN = testdeps.MariaDBDSN(e.deps[depMariaDB].hosts["3306/tcp"], "zzim")
+	e.NATSURL = "nats://" + e.deps[depNATS].hosts["4222/tcp"]
+	if err := probe(ctx, "mariadb", func(ctx context.Context) error {
+		db, err := sql.Open("mysql", e.DSN)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		return db.PingContext(ctx)
+	}); err != nil {
+		return err
+	}
+	px, err := newProxies("http://"+e.deps["toxiproxy"].hosts[toxiproxyAPIPort], planPaths(e.order))
+	if err != nil {
+		return err
+	}
+	e.proxies = px
+	return nil
+}
+
+// startServices starts every zzim service at once: internal links redial
+// with backoff, so start order does not matter; each must reach /readyz.
+func (e *Env) startServices(ctx context.Context) error {
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	for _, name := range e.order {
+		spec, err := e.serviceSpec(name)
+		if err != nil {
+			return err
+		}
+		g.Go(func() error {
+			st, err := runContainer(gctx, e.nw, e.Run, spec)
+			if st != nil {
+				mu.Lock()
+				e.services[name] = st
+				mu.Unlock()
+			}
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, a := range cluster.Addrs(e.cfg.Topology) {
+		st := e.services[a.String()]
+		switch a.Role {
+		case node.RoleEntry:
+			e.Entries = append(e.Entries, st.hosts[appPort])
+		case node.RoleHTTPEntry:
+			e.HTTP = append(e.HTTP, "http://"+st.hosts[httpPort])
+		}
+	}
+	return nil
+}
+
+// serviceSpec is `zzim serve ROLE --slot N` with every peer and dependency
+// address pointing at the service's own toxiproxy paths.
+func (e *Env) serviceSpec(name string) (containerSpec, error) {
+	a, err := node.ParseAddr(name)
+	if err != nil {
+		return containerSpec{}, err
+	}
+	args := []string{"serve", string(a.Role), "--slot", strconv.Itoa(a.Slot),
+		"--topology", cluster.FormatTopology(e.cfg.Topology), "--secret", e.cfg.Secret,
+		"--internal-listen", ":" + strconv.Itoa(internalPort), "--metrics", ":9100",
+		"--log-format", "json", "--drain", "0s"}
+	if e.cfg.PlatformKey != "" {
+		args = append(args, "--platform-key", e.cfg.PlatformKey)
+	}
+	if e.cfg.LogicBusinesses != "" {
+		args = append(args, "--logic-businesses", e.cfg.LogicBusinesses)
+	}
+	for _, b := range bugs.All {
+		if e.cfg.Bugs.On(b) {
+			args = append(args, "--bug", string(b))
+		}
+	}
+	for _, peer := range e.order {
+		if peer == name {
+			continue
+		}
+		addr, _ := e.proxies.addr(name, peer)
+		args = append(args, "--peer", peer+"="+addr)
+	}
+	natsAddr, _ := e.proxies.addr(name, depNATS)
+	redisAddr, _ := e.proxies.addr(name, depRedis)
+	args = append(args, "--nats", "nats://"+natsAddr, "--redis", redisAddr)
+	publish := []string{metricsPort}
+	switch a.Role {
+	case node.RoleEntry:
+		args = append(args, "--listen", ":7400")
+		publish = append(publish, appPort)
+	case node.RoleHTTPEntry:
+		args = append(args, "--http", ":8080")
+		publish = append(publish, httpPort)
+	case node.RoleDas:
+		dbAddr, _ := e.proxies.addr(name, depMariaDB)
+		args = append(args, "--mysql", testdeps.MariaDBDSN(dbAddr, "zzim"))
+	}
+	return containerSpec{name: name, image: ZzimImage, cmd: args, publish: publish, ready: wait.ForAll(
+		logWait(`"msg":"serving"`),
+		wait.ForHTTP("/readyz").WithPort(metricsPort).WithStartupTimeout(startupTimeout),
+	)}, nil
+}
+
+// Services lists the zzim services in node.Roles order.
+func (e *Env) Services() []string { return append([]string(nil), e.order...) }
+
+// MetricsURL is a service's /metrics on the host.
+func (e *Env) MetricsURL(service string) string {
+	if st := e.services[service]; st != nil {
+		return "http://" + st.hosts[metricsPort] + "/metrics"
+	}
+	return ""
+}
+
+func (e *Env) container(service string) (*started, error) {
+	st := e.services[service]
+	if st == nil {
+		if st = e.deps[service]; st == nil {
+			return nil, fmt.Errorf("no container %q", service)
+		}
+	}
+	return st, nil
+}
+
+// Kill sends SIGKILL and waits until the container has exited.
+func (e *Env) Kill(ctx context.Context, service string) error {
+	st, err := e.container(service)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.stopped[service] = true
+	e.mu.Unlock()
+	return e.d.kill(ctx, st.id)
+}
+
+// Start starts a killed service again and waits for its /readyz (same
+// published ports: they were fixed at creation).
+func (e *Env) Start(ctx context.Context, service string) error {
+	st, err := e.container(service)
+	if err != nil {
+		return err
+	}
+	if err := e.d.start(ctx, st.id); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	delete(e.stopped, service)
+	e.mu.Unlock()
+	if st.hosts[metricsPort] == "" {
+		return nil
+	}
+	return probe(ctx, service+" /readyz", func(ctx context.Context) error {
+		return httpOK(ctx, "http://"+st.hosts[metricsPort]+"/readyz")
+	})
+}
+
+// Pause freezes every process of the container (SIGSTOP-like cgroup freeze).
+func (e *Env) Pause(ctx context.Context, service string) error {
+	st, err := e.container(service)
+	if err != nil {
+		return err
+	}
+	if err := e.d.pause(ctx, st.id); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.paused[service] = true
+	e.mu.Unlock()
+	return nil
+}
+
+// Unpause thaws a paused container.
+func (e *Env) Unpause(ctx context.Context, service string) error {
+	st, err := e.container(service)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	delete(e.paused, service)
+	e.mu.Unlock()
+	return e.d.unpause(ctx, st.id)
+}
+
+// Disconnect takes a container off the private network.
+func (e *Env) Disconnect(ctx context.Context, service string) error {
+	st, err := e.container(service)
+	if err != nil {
+		return err
+	}
+	return e.d.disconnect(ctx, e.nw.ID, st.id)
+}
+
+// Reconnect puts it back with its alias.
+func (e *Env) Reconnect(ctx context.Context, service string) error {
+	st, err := e.container(service)
+	if err != nil {
+		return err
+	}
+	return e.d.connect(ctx, e.nw.ID, st.id, []string{st.spec.name})
+}
+
+// Close removes every container and the network of the run, whatever
+// state the run left them in (paused containers included). It uses its own
+// context: it must run after Ctrl-C cancelled the run's.
+func (e *Env) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
+	defer cancel()
+	e.mu.Lock()
+	for s := range e.paused {
+		if st := e.services[s]; st != nil {
+			_ = e.d.unpause(ctx, st.id)
+		}
+	}
+	e.paused = map[string]bool{}
+	e.mu.Unlock()
+	_, _, err := e.d.removeRun(ctx, e.Run)
+	e.d.close()
+	return err
+}
+
+// probe calls check until it succeeds or startupTimeout passes.
+func probe(ctx context.Context, what string, check func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, startupTimeout)
+	defer cancel()
+	for {
+		attemptCtx, attemptCancel := context.WithTimeout(ctx, 3*time.Second)
+		err := check(attemptCtx)
+		attemptCancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not answering: %w", what, errors.Join(err, ctx.Err()))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func httpOK(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
+	}
+	return nil
+}
