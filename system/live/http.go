@@ -24,6 +24,13 @@ const (
 	// HTTPRequestDeadline bounds how long one request, long-polls included,
 	// may take before its connection is cut.
 	HTTPRequestDeadline = 40 * time.Second
+	// HTTPBodyReadTimeout bounds reading one request body: without it a
+	// client that sends its headers in time and then trickles the body
+	// (slowloris) holds a handler forever, as the server has no global
+	// ReadTimeout (it would cut parked long-polls). The deadline is lifted
+	// once the body is read, so a parked poll still notices its client
+	// going away.
+	HTTPBodyReadTimeout = 10 * time.Second
 )
 
 type httpReply struct {
@@ -55,9 +62,14 @@ func (p *Process) httpHandler(h *Host, extra map[string]http.Handler) http.Handl
 			hd.ServeHTTP(w, r)
 			return
 		}
-		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(HTTPRequestDeadline))
+		rc := http.NewResponseController(w)
+		_ = rc.SetWriteDeadline(time.Now().Add(HTTPRequestDeadline))
+		_ = rc.SetReadDeadline(time.Now().Add(HTTPBodyReadTimeout))
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, HTTPBodySizeMax))
 		if err != nil {
+			// The read deadline stays: net/http reads what is left of the
+			// body before answering, and a lifted deadline would let a
+			// trickling client hold the answer (and the connection) forever.
 			var tooBig *http.MaxBytesError
 			code, status := wire.ErrorCode_BAD_REQUEST, http.StatusBadRequest
 			if errors.As(err, &tooBig) {
@@ -66,6 +78,7 @@ func (p *Process) httpHandler(h *Host, extra map[string]http.Handler) http.Handl
 			writeHTTPError(w, status, code, err.Error())
 			return
 		}
+		_ = rc.SetReadDeadline(time.Time{})
 		id := node.ConnID(p.connIDs.Add(1))
 		ch := make(chan httpReply, 1)
 		p.https.mu.Lock()
