@@ -59,7 +59,7 @@ func (h *HTTPEntry) onRequest(env node.Env, r node.HTTPRequest) {
 		h.platformBroadcast(env, r)
 	default:
 		h.stats.NotFound++
-		h.reply(env, r.Conn, http.StatusNotFound, &wire.Error{Code: wire.ErrorCode_BAD_REQUEST, Message: "no route " + r.Method + " " + r.Path})
+		h.reply(env, r.Conn, http.StatusNotFound, &wire.Error{Code: wire.ErrorCode_BAD_REQUEST, Message: fmt.Sprintf("no route %q %q", r.Method, r.Path)})
 	}
 }
 
@@ -318,6 +318,9 @@ func (h *HTTPEntry) reply(env node.Env, conn node.ConnID, status int, m proto.Me
 }
 
 func (h *HTTPEntry) replyError(env node.Env, conn node.ConnID, code wire.ErrorCode, msg string) {
+	// Messages may quote client input; JSON (protojson) needs valid UTF-8,
+	// and a reply that cannot be encoded would turn a 4xx into a 500.
+	msg = strings.ToValidUTF8(msg, "\uFFFD")
 	h.reply(env, conn, statusOf(code), &wire.Error{Code: code, Message: msg})
 }
 
