@@ -595,6 +595,10 @@ func ShrinkScenario(sc *scenarios.Scenario, opts PlanOptions, progress func(stri
 		return nil, err
 	}
 	out := &ScenarioShrunk{Shrunk: sh, Scenario: KeptScenario(base, sh.Kept, convs), Promise: promise}
+	// Name and description do not change the run.
+	out.Scenario.Name = strings.TrimSuffix(sc.Name, "-shrunk") + "-shrunk"
+	out.Scenario.Description = fmt.Sprintf("%s seed %d shrunk to a 1-minimal run that breaks promise %d (%s). %s",
+		sc.Name, base.Seed, promise, check.PromiseName(promise), sc.Description)
 	if sh.Result != nil {
 		out.Verdict, _ = sh.Result.Check(copts)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/zzim/zzim/check"
+	"github.com/zzim/zzim/scenarios"
 	"github.com/zzim/zzim/system/bugs"
 	"github.com/zzim/zzim/system/wire"
 )
@@ -147,4 +148,83 @@ func TestShrinkConfig(t *testing.T) {
 		t.Errorf("nothing removed: before %s, after %s", sh.Before, sh.After)
 	}
 	oneMinimal(t, sh.Config, fails)
+}
+
+// TestShrinkScenarios: for three bug switches, the shrunk scenario, written
+// with scenarios.Marshal and read back with Parse, reproduces through
+// FromScenario without overrides (same promise), and is 1-minimal: removing
+// any one remaining fault or user (with its client) makes it pass.
+func TestShrinkScenarios(t *testing.T) {
+	tests := []struct {
+		bug      bugs.Switch
+		scenario string
+		long     bool
+	}{
+		{bugs.NoDedup, "ambiguous-commit", false},
+		{bugs.NoGapFill, "presence-loss", false},
+		{bugs.UnserialisedAppends, "logic-pause", true},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.bug), func(t *testing.T) {
+			if tt.long && testing.Short() {
+				t.Skip("long shrink: skipped with -short")
+			}
+			sc, err := scenarios.Load(tt.scenario)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sh, err := ShrinkScenario(sc, PlanOptions{Seed: 1, Bugs: bugs.Set{tt.bug: true}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("promise %d: before %s; after %s; %d runs in %s", sh.Promise, sh.Before, sh.After, sh.Runs, sh.Wall)
+			data, err := scenarios.Marshal(sh.Scenario)
+			if err != nil {
+				t.Fatal(err)
+			}
+			written, err := scenarios.Parse("shrunk.yaml", data)
+			if err != nil {
+				t.Fatalf("the written scenario does not parse: %v\n%s", err, data)
+			}
+			if len(written.Workload.KeepUsers) == 0 || len(written.Workload.KeepUsers) >= sc.Workload.Users {
+				t.Errorf("keep_users %v: want some but not all of %d users", written.Workload.KeepUsers, sc.Workload.Users)
+			}
+			breaks := func(s *scenarios.Scenario) bool {
+				p, err := FromScenario(s, PlanOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := p.Run()
+				if err != nil {
+					t.Fatal(err)
+				}
+				v, err := res.Check(check.Options{Checks: p.Checks, LivenessBound: p.LivenessBound})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return res.Err == nil && slices.Contains(Promises(v), sh.Promise)
+			}
+			if !breaks(written) {
+				t.Fatalf("the written scenario does not break promise %d:\n%s", sh.Promise, data)
+			}
+			for i, f := range written.Faults {
+				c := *written
+				c.Faults = append(slices.Clone(written.Faults[:i]), written.Faults[i+1:]...)
+				if breaks(&c) {
+					t.Errorf("still breaks promise %d without fault %d (%s %s): not 1-minimal", sh.Promise, i, f.What, f.Target)
+				}
+			}
+			users := written.Workload.KeepUsers
+			if len(users) > 1 {
+				for i, u := range users {
+					c := *written
+					c.Workload.KeepUsers = append(slices.Clone(users[:i]), users[i+1:]...)
+					if breaks(&c) {
+						t.Errorf("still breaks promise %d without user %d: not 1-minimal", sh.Promise, u)
+					}
+				}
+			}
+			t.Logf("shrunk scenario:\n%s", data)
+		})
+	}
 }
