@@ -158,7 +158,14 @@ func (h *HTTPEntry) forwardMessage(env node.Env, r node.HTTPRequest, op wire.Op,
 	if s == nil {
 		return
 	}
-	h.forward(env, s, r.Conn, op, mustMarshal(m))
+	// m may carry query strings as they came (conv_id): protobuf refuses
+	// invalid UTF-8, which is the client's error, not a bug.
+	body, err := proto.Marshal(m)
+	if err != nil {
+		h.badRequest(env, r.Conn, err.Error())
+		return
+	}
+	h.forward(env, s, r.Conn, op, body)
 }
 
 // forward queues a request on the session's lane; the HTTP request conn
