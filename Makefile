@@ -29,6 +29,9 @@ proto:
 fuzz:
 	$(GO) test ./system/wire -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./system/route -run '^$$' -fuzz '^FuzzPick$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./system/httpentry -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./scenarios -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./check -run '^$$' -fuzz '^FuzzReadHistory$$' -fuzztime $(FUZZTIME)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
