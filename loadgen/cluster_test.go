@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -127,8 +128,12 @@ func TestFlashSaleSpikeVerify(t *testing.T) {
 	}
 }
 
+// zzimBuilt is set once zzimBinary ran.
+var zzimBuilt atomic.Bool
+
 // zzimBinary builds cmd/zzim once per test binary.
 var zzimBinary = sync.OnceValues(func() (string, error) {
+	zzimBuilt.Store(true)
 	dir, err := os.MkdirTemp("", "zzim-loadgen-test-")
 	if err != nil {
 		return "", err
@@ -143,6 +148,9 @@ var zzimBinary = sync.OnceValues(func() (string, error) {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if !zzimBuilt.Load() {
+		os.Exit(code)
+	}
 	if bin, err := zzimBinary(); err == nil && bin != "" {
 		os.RemoveAll(filepath.Dir(bin))
 	}

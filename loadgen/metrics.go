@@ -38,11 +38,13 @@ type Metrics struct {
 	start atomic.Int64 // ns: second 0 starts here (set when traffic starts)
 	secs  int          // per-second slots: the run's seconds plus drain
 
-	mu     sync.Mutex
-	hist   map[string]*hdr.Histogram // whole run
-	window map[string]*hdr.Histogram // since the last tick (ack, deliver, lag)
-	errs   map[string]int64
-	rows   []Row
+	// series: each has its own lock, so the scheduler recording lag and
+	// clients recording acks and deliveries do not contend.
+	series map[string]*seriesHist
+
+	mu   sync.Mutex // errs and rows
+	errs map[string]int64
+	rows []Row
 
 	// Per-second counters: offered by intended second, the rest by the
 	// second they were observed in.
@@ -62,6 +64,23 @@ type Metrics struct {
 
 func newHist() *hdr.Histogram { return hdr.New(histLowest, histHighest, histDigits) }
 
+// seriesHist is one latency series: the whole run, and (for the series
+// shown per second) the window since the last tick.
+type seriesHist struct {
+	mu     sync.Mutex
+	hist   *hdr.Histogram
+	window *hdr.Histogram // nil: not shown per second
+}
+
+// windowQuantiles returns the window's p50 and p99 (ms), then resets it.
+func (s *seriesHist) windowQuantiles() (p50, p99 float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p50, p99 = ms(s.window.ValueAtQuantile(50)), ms(s.window.ValueAtQuantile(99))
+	s.window.Reset()
+	return p50, p99
+}
+
 // NewMetrics prepares slots for seconds seconds from start; online is the
 // count of sessions up (nil: none).
 func NewMetrics(start time.Time, seconds int, online *atomic.Int64) *Metrics {
@@ -70,16 +89,16 @@ func NewMetrics(start time.Time, seconds int, online *atomic.Int64) *Metrics {
 	}
 	m := &Metrics{
 		secs: seconds, online: online,
-		hist: map[string]*hdr.Histogram{}, window: map[string]*hdr.Histogram{}, errs: map[string]int64{},
+		series: map[string]*seriesHist{}, errs: map[string]int64{},
 		offered: make([]atomic.Int64, seconds), achieved: make([]atomic.Int64, seconds),
 		delivered: make([]atomic.Int64, seconds), errors: make([]atomic.Int64, seconds),
 	}
 	m.start.Store(start.UnixNano())
 	for _, s := range Series {
-		m.hist[s] = newHist()
+		m.series[s] = &seriesHist{hist: newHist()}
 	}
 	for _, s := range []string{SeriesAck, SeriesDeliver, SeriesLag} {
-		m.window[s] = newHist()
+		m.series[s].window = newHist()
 	}
 	return m
 }
@@ -96,12 +115,13 @@ func micros(d time.Duration) int64 {
 
 func (m *Metrics) record(series string, d time.Duration) {
 	v := micros(d)
-	m.mu.Lock()
-	_ = m.hist[series].RecordValue(v)
-	if w := m.window[series]; w != nil {
-		_ = w.RecordValue(v)
+	s := m.series[series]
+	s.mu.Lock()
+	_ = s.hist.RecordValue(v)
+	if s.window != nil {
+		_ = s.window.RecordValue(v)
 	}
-	m.mu.Unlock()
+	s.mu.Unlock()
 }
 
 // offer counts one scheduled action at its intended time and its lag.
@@ -186,13 +206,10 @@ func (m *Metrics) tick(t int) Row {
 	if r.Connections > m.OnlinePeak.Load() {
 		m.OnlinePeak.Store(r.Connections)
 	}
+	r.AckP50, r.AckP99 = m.series[SeriesAck].windowQuantiles()
+	r.DeliverP50, r.DeliverP99 = m.series[SeriesDeliver].windowQuantiles()
+	_, r.LagP99 = m.series[SeriesLag].windowQuantiles()
 	m.mu.Lock()
-	r.AckP50, r.AckP99 = ms(m.window[SeriesAck].ValueAtQuantile(50)), ms(m.window[SeriesAck].ValueAtQuantile(99))
-	r.DeliverP50, r.DeliverP99 = ms(m.window[SeriesDeliver].ValueAtQuantile(50)), ms(m.window[SeriesDeliver].ValueAtQuantile(99))
-	r.LagP99 = ms(m.window[SeriesLag].ValueAtQuantile(99))
-	for _, w := range m.window {
-		w.Reset()
-	}
 	m.rows = append(m.rows, r)
 	m.mu.Unlock()
 	return r
@@ -207,9 +224,10 @@ func (m *Metrics) Rows() []Row {
 
 // Hist returns a copy of a whole-run histogram.
 func (m *Metrics) Hist(series string) *hdr.Histogram {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.hist[series].Clone()
+	s := m.series[series]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hist.Clone()
 }
 
 func ms(us int64) float64 { return float64(us) / 1000 }

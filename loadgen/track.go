@@ -2,10 +2,10 @@ package loadgen
 
 import (
 	"encoding/json"
-	"hash/fnv"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -37,8 +37,7 @@ type tracker struct {
 		mu sync.Mutex
 		m  map[string]*sent
 	}
-	n   sync.Mutex
-	cnt int
+	cnt atomic.Int64
 }
 
 func newTracker() *tracker {
@@ -49,10 +48,14 @@ func newTracker() *tracker {
 	return t
 }
 
+// shard: FNV-1a of id, inline (no hasher allocation per call).
 func (t *tracker) shard(id string) int {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(id))
-	return int(h.Sum32() % trackShards)
+	h := uint32(2166136261)
+	for i := 0; i < len(id); i++ {
+		h ^= uint32(id[i])
+		h *= 16777619
+	}
+	return int(h % trackShards)
 }
 
 // with runs fn on id's entry, creating it when create is set (and there is
@@ -77,20 +80,14 @@ func (t *tracker) with(id string, create bool, fn func(s *sent) (done bool)) boo
 }
 
 func (t *tracker) reserve() bool {
-	t.n.Lock()
-	defer t.n.Unlock()
-	if t.cnt >= trackedMax {
+	if t.cnt.Add(1) > trackedMax {
+		t.cnt.Add(-1)
 		return false
 	}
-	t.cnt++
 	return true
 }
 
-func (t *tracker) release() {
-	t.n.Lock()
-	t.cnt--
-	t.n.Unlock()
-}
+func (t *tracker) release() { t.cnt.Add(-1) }
 
 // bodyPrefix starts every generated body; the intended send time (ns on
 // the run's clock) follows, so the receiver measures from it even when the

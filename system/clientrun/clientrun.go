@@ -203,8 +203,26 @@ func (r *Runner) run() {
 			return
 		case ev := <-r.mailbox:
 			r.dispatch(env, ev)
+			r.coalesce(env)
 			r.flush()
 			r.noteOnline()
+		}
+	}
+}
+
+// coalesceMax bounds the events handled between two writes.
+const coalesceMax = 64
+
+// coalesce handles events already waiting (at most coalesceMax) before the
+// frames they produce are written in one write: under load, one syscall
+// carries many sends and acks instead of one each.
+func (r *Runner) coalesce(env *runEnv) {
+	for i := 0; i < coalesceMax; i++ {
+		select {
+		case ev := <-r.mailbox:
+			r.dispatch(env, ev)
+		default:
+			return
 		}
 	}
 }
@@ -235,12 +253,14 @@ func (r *Runner) dispatch(env *runEnv, ev any) {
 		if e.gen != r.connGen {
 			return // an old connection's news
 		}
+		r.flush() // frames of coalesced events belong to this connection
 		if _, ok := e.ev.(client.Disconnected); ok && r.conn != nil {
 			r.conn.Close()
 			r.conn = nil
 		}
 		r.c.Handle(env, e.ev)
 	case connUp:
+		r.flush()
 		if e.gen != r.connGen || r.stopped.Load() {
 			e.conn.Close()
 			return
@@ -280,6 +300,7 @@ func (e *runEnv) Log() *slog.Logger { return e.opts.Logger }
 
 func (e *runEnv) Dial(addr string) {
 	r := (*Runner)(e)
+	r.flush()
 	if r.conn != nil {
 		r.conn.Close()
 		r.conn = nil
@@ -316,6 +337,7 @@ func (e *runEnv) Write(f wire.Frame) {
 
 func (e *runEnv) Hangup() {
 	r := (*Runner)(e)
+	r.flush()
 	if r.conn != nil {
 		r.conn.Close()
 	}
