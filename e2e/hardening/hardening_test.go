@@ -289,11 +289,15 @@ func neverReadsResponses(t *testing.T, tc *testCluster) {
 			t.Fatalf("hog's send %d: got %s %v (%s), want SEND_ACK", i, f.Op, err, errText(f))
 		}
 	}
-	// Each SYNC answer carries one 4 KB message; the hog reads none.
+	// Each SYNC answer carries two 4 KB messages; the hog reads none. It
+	// paces itself so that most SYNCs stay within entry's PendingMax and
+	// get those big answers rather than a small OVERLOADED (the kernel's
+	// socket buffers, up to megabytes, must fill before the queue does).
+	const per = 20
 	var batch []byte
-	for i := 0; i < 50; i++ {
+	for i := 0; i < per; i++ {
 		c.req++
-		fr, _ := wire.EncodeMessage(c.req, &wire.Sync{ConvId: conv, Limit: 1})
+		fr, _ := wire.EncodeMessage(c.req, &wire.Sync{ConvId: conv, Limit: 2})
 		batch, _ = wire.AppendFrame(batch, fr)
 	}
 	start := time.Now()
@@ -306,8 +310,8 @@ func neverReadsResponses(t *testing.T, tc *testCluster) {
 		if _, err := nc.Write(batch); err != nil {
 			break // closed by the server
 		}
-		sent += 50
-		time.Sleep(2 * time.Millisecond) // within entry's PendingMax most of the time
+		sent += per
+		time.Sleep(10 * time.Millisecond)
 	}
 	waitFor(t, 5*time.Second, "the slow-consumer metric", func() bool {
 		return tc.metric(t, "zzim_slow_consumer_disconnects_total") > before
@@ -572,18 +576,29 @@ func hostileStrings(t *testing.T, tc *testCluster, f *fleet) {
 		}
 	})
 	t.Run("rejected-http", func(t *testing.T) {
+		tok := token("webq", time.Hour)
+		req, _ := http.NewRequest("POST", "http://"+tc.http+"/v1/login", strings.NewReader(`{"device_id":"web"}`))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("login over HTTP: got %d, want 200", resp.StatusCode)
+		}
 		for _, tt := range []struct {
 			name, body string
 			want       int
 		}{
-			{"invalid-utf8", "{\"conv_id\":\"p:w4:nobody:k\",\"client_msg_id\":\"h-1\",\"cseq\":\"1\",\"body\":\"\xc3\x28\"}", http.StatusBadRequest},
-			{"lone-surrogate", `{"conv_id":"p:w4:nobody:k","client_msg_id":"h-1","cseq":"1","body":"\ud800"}`, http.StatusBadRequest},
-			{"too-large", `{"conv_id":"p:w4:nobody:k","client_msg_id":"h-1","cseq":"1","body":"` + strings.Repeat("x", wire.MessageBodySizeMax+1) + `"}`, http.StatusRequestEntityTooLarge},
+			{"invalid-utf8", "{\"conv_id\":\"p:webq:nobody:k\",\"client_msg_id\":\"h-1\",\"cseq\":\"1\",\"body\":\"\xc3\x28\"}", http.StatusBadRequest},
+			{"lone-surrogate", `{"conv_id":"p:webq:nobody:k","client_msg_id":"h-1","cseq":"1","body":"\ud800"}`, http.StatusBadRequest},
+			{"too-large", `{"conv_id":"p:webq:nobody:k","client_msg_id":"h-1","cseq":"1","body":"` + strings.Repeat("x", wire.MessageBodySizeMax+1) + `"}`, http.StatusRequestEntityTooLarge},
 			{"over-the-body-limit", strings.Repeat(" ", live.HTTPBodySizeMax+1), http.StatusRequestEntityTooLarge},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				req, _ := http.NewRequest("POST", "http://"+tc.http+"/v1/send", strings.NewReader(tt.body))
-				req.Header.Set("Authorization", "Bearer "+token("w4", time.Hour))
+				req.Header.Set("Authorization", "Bearer "+tok)
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					t.Fatal(err)

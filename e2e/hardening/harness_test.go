@@ -47,7 +47,7 @@ const (
 // and HTTP listeners are real loopback sockets.
 type testCluster struct {
 	proc  *live.Process
-	store *memstore.Store
+	store store.Store
 	app   string // entry-0's app address
 	http  string // httpentry-0's address
 }
@@ -61,10 +61,16 @@ func logger() *slog.Logger {
 
 func startCluster(t *testing.T) *testCluster {
 	t.Helper()
+	return startClusterOn(t, memstore.New(memstore.Options{}))
+}
+
+// startClusterOn starts the cluster with st as the database.
+func startClusterOn(t *testing.T, st store.Store) *testCluster {
+	t.Helper()
 	topo := map[node.Role]int{node.RoleEntry: 1, node.RoleHTTPEntry: 1, node.RoleLogic: 2, node.RoleExtLogic: 1, node.RoleDas: 2}
 	cfg := cluster.Config{Topology: topo, Secret: secret, PlatformKey: "platform-key",
 		LogicTimeout: 500 * time.Millisecond, DasTimeout: 500 * time.Millisecond}
-	tc := &testCluster{store: memstore.New(memstore.Options{})}
+	tc := &testCluster{store: st}
 	deps := live.Deps{Store: tc.store, Presence: live.NewMemPresence(), Queue: live.NewMemQueue(), Registry: live.NewMemRegistry()}
 	tc.proc = live.NewProcess(live.Config{Topology: topo, Logger: logger()}, deps)
 	t.Cleanup(func() { tc.proc.Shutdown(context.Background(), 0) })
