@@ -141,6 +141,10 @@ func (e *Entry) forward(env node.Env, c *conn, f wire.Frame) {
 		e.write(env, c.id, errorFrame(f.ReqID, f.Op, wire.ErrorCode_UNAVAILABLE, "no logic configured"))
 		return
 	}
+	if admitted[f.Op] && !e.admit.admit() {
+		e.write(env, c.id, errorFrame(f.ReqID, f.Op, wire.ErrorCode_OVERLOADED, "entry is shedding load: resend later"))
+		return
+	}
 	req := &wire.ClientRequest{
 		Origin:    &wire.Origin{Entry: env.Self().String(), Conn: uint64(c.id), EntryIncarnation: uint64(env.Incarnation())},
 		UserId:    c.user,
@@ -151,7 +155,8 @@ func (e *Entry) forward(env node.Env, c *conn, f wire.Frame) {
 		SessionId: c.session,
 	}
 	e.stats.Forwarded++
-	e.timedOut(env, c, e.router.Forward(env, c.lane, &Pending{Req: req, Tag: requestTag{conn: c.id}}))
+	p := &Pending{Req: req, Tag: requestTag{conn: c.id}, admitted: admitted[f.Op], sentAt: env.Now()}
+	e.timedOut(env, c, e.router.Forward(env, c.lane, p))
 	if f.Op == wire.OpLogout {
 		e.drop(env, c, "logout")
 		env.Close(c.id)
@@ -162,6 +167,7 @@ func (e *Entry) forward(env node.Env, c *conn, f wire.Frame) {
 // unknown, and the client resends them.
 func (e *Entry) timedOut(env node.Env, c *conn, exhausted []*Pending) {
 	for _, p := range exhausted {
+		e.release(env, p, false)
 		e.stats.TimedOut++
 		e.write(env, c.id, errorFrame(p.Req.ReqId, wire.Op(p.Req.Op), wire.ErrorCode_TIMEOUT, "logic did not answer"))
 	}
@@ -174,10 +180,12 @@ func (e *Entry) onResponse(env node.Env, m *wire.ClientResponse) {
 		e.stats.StaleDropped++
 		return
 	}
-	if e.router.Answer(env, c.lane, m.ReqId) == nil {
+	p := e.router.Answer(env, c.lane, m.ReqId)
+	if p == nil {
 		e.stats.DuplicatesDropped++
 		return
 	}
+	e.release(env, p, true)
 	op := wire.Op(m.Op)
 	if !op.IsApp() {
 		env.Log().Error("entry: logic answered with a non-app op", "op", op.String())
@@ -189,6 +197,16 @@ func (e *Entry) onResponse(env node.Env, m *wire.ClientResponse) {
 		e.drop(env, c, "closed by logic")
 		env.Close(c.id)
 	}
+}
+
+// release ends p's admission, learning from its round trip if answered.
+func (e *Entry) release(env node.Env, p *Pending, answered bool) {
+	if !p.admitted {
+		return
+	}
+	p.admitted = false
+	now := env.Now()
+	e.admit.done(now, now.Sub(p.sentAt), answered)
 }
 
 func (e *Entry) onIdle(env node.Env, c *conn) {
@@ -223,7 +241,9 @@ func (e *Entry) drop(env node.Env, c *conn, reason string) {
 	if e.userConns[c.user]--; e.userConns[c.user] <= 0 {
 		delete(e.userConns, c.user)
 	}
-	e.router.Drop(env, c.lane)
+	for _, p := range e.router.Drop(env, c.lane) {
+		e.release(env, p, false)
+	}
 	if t, ok := c.lane.Target(); ok {
 		env.Send(node.Addr{Role: node.RoleLogic, Slot: t}, &wire.SessionClosed{
 			Origin: &wire.Origin{Entry: env.Self().String(), Conn: uint64(c.id), EntryIncarnation: uint64(env.Incarnation())},

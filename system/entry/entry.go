@@ -59,6 +59,12 @@ type Config struct {
 	PendingMax       int
 	PushesPendingMax int
 	AttemptsMax      int // per request; AttemptsMaxDefault
+
+	// Admission control (admit.go): zero values take the Admit*Default.
+	AdmitRTTTarget time.Duration
+	AdmitLimitInit int
+	AdmitLimitMin  int
+	AdmitLimitMax  int
 }
 
 func (c *Config) fill() {
@@ -81,6 +87,11 @@ func (c *Config) fill() {
 	num(&c.PendingMax, PendingMaxDefault)
 	num(&c.PushesPendingMax, PushesPendingMaxDefault)
 	num(&c.AttemptsMax, AttemptsMaxDefault)
+	dur(&c.AdmitRTTTarget, AdmitRTTTargetDefault)
+	num(&c.AdmitLimitMin, AdmitLimitMinDefault)
+	num(&c.AdmitLimitInit, AdmitLimitInitDefault)
+	num(&c.AdmitLimitMax, AdmitLimitMaxDefault)
+	c.AdmitLimitInit = min(max(c.AdmitLimitInit, c.AdmitLimitMin), c.AdmitLimitMax)
 }
 
 // Stats are entry's counters.
@@ -111,6 +122,10 @@ type Stats struct {
 	Kicks               uint64
 	IdleCloses          uint64
 	LoginDeadlineCloses uint64
+	AdmitRefused        uint64 // requests answered OVERLOADED by admission control
+	AdmitCuts           uint64 // cuts of the admission bound after slow answers
+	AdmitLimit          int    // the admission bound now
+	AdmitInflight       int    // admitted requests in flight now
 }
 
 // Entry is the TCP gateway state machine.
@@ -118,6 +133,7 @@ type Entry struct {
 	*node.Member
 	cfg    Config
 	router *Router
+	admit  *admission
 	conns  map[node.ConnID]*conn
 	// userConns counts logged-in connections per user (ConnsPerUserMax);
 	// bounded by ConnsMax, as every key has a connection.
@@ -137,6 +153,7 @@ func New(cfg Config) *Entry {
 		Member:    m,
 		cfg:       cfg,
 		router:    &Router{Views: m.Views, AttemptTimeout: cfg.LogicTimeout, AttemptsMax: cfg.AttemptsMax},
+		admit:     newAdmission(&cfg),
 		conns:     map[node.ConnID]*conn{},
 		userConns: map[string]int{},
 		stats:     Stats{FramesIn: map[wire.Op]uint64{}, FramesOut: map[wire.Op]uint64{}},
@@ -182,6 +199,8 @@ func (e *Entry) Stats() Stats {
 	s := e.stats
 	s.ConnectionsOpen = len(e.conns)
 	s.Failovers, s.Failbacks, s.Resends = e.router.Failovers, e.router.Failbacks, e.router.Resends
+	s.AdmitRefused, s.AdmitCuts = e.admit.refused, e.admit.cuts
+	s.AdmitLimit, s.AdmitInflight = int(e.admit.limit), e.admit.inflight
 	s.FramesIn = copyCounts(e.stats.FramesIn)
 	s.FramesOut = copyCounts(e.stats.FramesOut)
 	return s

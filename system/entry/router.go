@@ -43,6 +43,9 @@ type Pending struct {
 	Tag      any // tag of its attempt timer
 	timer    node.TimerID
 	attempts int
+	// admitted: counted by entry's admission control (admit.go) since sentAt.
+	admitted bool
+	sentAt   time.Time
 }
 
 // NewLane returns an empty lane for user.
