@@ -11,14 +11,19 @@ import (
 	"github.com/zzim/zzim/system/wire"
 )
 
-// afterCommit delivers a committed message: MessageSent for contact upkeep,
-// then a push to the recipient if presence finds them, else the offline
+// afterCommit delivers a committed message: MessageSent for contact upkeep
+// (at most once per conversation per ContactTouchInterval, touch.go), then a push to the recipient if presence finds them, else the offline
 // queue. It runs for duplicates too: the first commit's delivery may have
 // died with the instance that made it, and clients deduplicate by seq.
 func (l *Logic) afterCommit(env node.Env, op *sendOp, msg *wire.ChatMessage) {
-	l.publish(env, mq.EventSent, &wire.MessageSent{
-		ConvId: msg.ConvId, SenderId: msg.SenderId, PeerId: op.peer, Seq: msg.Seq, AtMs: msg.CreatedAtMs,
-	}, "sent:"+msg.ConvId+":"+strconv.FormatUint(msg.Seq, 10))
+	if l.touches.due(msg.ConvId, env.Now()) {
+		l.stats.SentEvents++
+		l.publish(env, mq.EventSent, &wire.MessageSent{
+			ConvId: msg.ConvId, SenderId: msg.SenderId, PeerId: op.peer, Seq: msg.Seq, AtMs: msg.CreatedAtMs,
+		}, "sent:"+msg.ConvId+":"+strconv.FormatUint(msg.Seq, 10))
+	} else {
+		l.stats.SentEventsSkipped++
+	}
 	if op.peer == "" {
 		return // system and broadcast conversations: extlogic fans them out
 	}

@@ -125,6 +125,12 @@ type Config struct {
 	SendRatePerSecond int
 	SendBurst         int
 	RateBucketsMax    int // users with a bucket; 0 means RateBucketsMaxDefault
+
+	// ContactTouchInterval: MessageSent is published at most once per
+	// conversation per interval (touch.go); 0 means the default, a
+	// negative value every message.
+	ContactTouchInterval time.Duration
+	ContactTouchesMax    int // conversations remembered; 0 means ContactTouchesMaxDefault
 }
 
 // Stats are logic counters, exported for metrics and the simulator's
@@ -142,6 +148,8 @@ type Stats struct {
 	RateLimited        uint64 // SENDs refused RATE_LIMITED (also counted in Rejected)
 	Pushes             uint64 // PushRequests sent
 	OfflinePublishes   uint64 // OfflineWork publishes
+	SentEvents         uint64 // MessageSent publishes
+	SentEventsSkipped  uint64 // MessageSent not published: the conversation's was recent
 	Kicks              uint64
 	Sessions           int // FIFO sessions held now
 	SessionsEvicted    uint64
@@ -162,6 +170,7 @@ type Logic struct {
 
 	deps     map[node.ReqID]func(node.Env, node.Completion) // presence and publish requests
 	limiter  *limiter
+	touches  *touches
 	localSeq map[string]uint64 // bugs.LogicLocalSeq only
 	stats    Stats
 }
@@ -192,6 +201,10 @@ func New(cfg Config) *Logic {
 	}
 	defInt(&cfg.SendBurst, SendBurstDefault)
 	defInt(&cfg.RateBucketsMax, RateBucketsMaxDefault)
+	if cfg.ContactTouchInterval == 0 {
+		cfg.ContactTouchInterval = ContactTouchIntervalDefault
+	}
+	defInt(&cfg.ContactTouchesMax, ContactTouchesMaxDefault)
 	l := &Logic{
 		cfg:      cfg,
 		member:   node.NewMember(cfg.Topology),
@@ -202,6 +215,7 @@ func New(cfg Config) *Logic {
 		deps:     map[node.ReqID]func(node.Env, node.Completion){},
 		localSeq: map[string]uint64{},
 		limiter:  newLimiter(cfg.SendRatePerSecond, cfg.SendBurst, cfg.RateBucketsMax),
+		touches:  newTouches(cfg.ContactTouchInterval, cfg.ContactTouchesMax),
 	}
 	if len(cfg.Businesses) == 0 {
 		cfg.Businesses = []Business{BusinessLogin, BusinessMsg, BusinessContact}
