@@ -135,6 +135,9 @@ func (px *proxies) touching(a string) []string {
 }
 
 func sideMatch(pattern, name string) bool {
+	if pattern == "*" {
+		return true
+	}
 	if strings.HasSuffix(pattern, "-*") {
 		return roleOf(name) == strings.TrimSuffix(pattern, "-*")
 	}

@@ -1,0 +1,310 @@
+package chaos
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/zzim/zzim/check"
+	"github.com/zzim/zzim/scenarios"
+	"github.com/zzim/zzim/system/store"
+	"github.com/zzim/zzim/system/wire"
+)
+
+// violationsShownMax bounds the violations the text report lists.
+const violationsShownMax = 10
+
+// Report is the outcome of one chaos run.
+type Report struct {
+	Scenario string  `json:"scenario"`
+	Run      string  `json:"run"` // the run id: container names and labels
+	Seed     uint64  `json:"seed"`
+	Bugs     string  `json:"bugs"`
+	Scale    float64 `json:"scale"`
+	Expect   string  `json:"expect,omitempty"`
+	// Word is pass, fail or skipped (every fault only the simulator can do).
+	Word      string            `json:"verdict"`
+	Reasons   []string          `json:"reasons,omitempty"`
+	Verdict   *check.Verdict    `json:"check,omitempty"`
+	Faults    []*FaultRecord    `json:"faults"`
+	Exercised map[string]uint64 `json:"exercised,omitempty"`
+	Required  []string          `json:"required,omitempty"`
+	Missing   []string          `json:"missing,omitempty"`
+	Messages  MessageCounts     `json:"messages"`
+	Latency   Latency           `json:"send_to_ack"`
+	Notes     []string          `json:"notes,omitempty"`
+	// Metrics are the services' zzim_* counters summed over services and
+	// incarnations at the end of the run.
+	Metrics map[string]uint64 `json:"metrics,omitempty"`
+	// Events is the number of history operations recorded.
+	Events int `json:"events"`
+	// Phase durations (s): containers up, traffic with faults, settle
+	// (acks, final sync) and the whole run including teardown.
+	SetupSeconds   float64 `json:"setup_seconds"`
+	TrafficSeconds float64 `json:"traffic_seconds"`
+	SettleSeconds  float64 `json:"settle_seconds"`
+	WallSeconds    float64 `json:"wall_seconds"`
+}
+
+// MessageCounts say how much traffic the run carried.
+type MessageCounts struct {
+	Sends         int64 `json:"sends"`          // accepted by a client
+	Refused       int64 `json:"refused"`        // a client's queue was full
+	Acked         int64 `json:"acked"`          // definite success
+	Failed        int64 `json:"failed"`         // definite failure (e.g. OVERLOADED)
+	UnackedAtEnd  int   `json:"unacked_at_end"` // outcome still unknown to the client after the settle wait
+	Stored        int   `json:"stored"`         // messages in the store dump
+	DeliverPush   int   `json:"deliver_push"`
+	DeliverSync   int   `json:"deliver_sync"`
+	MissingAtEnd  int   `json:"missing_at_end"` // (client, stored message) pairs not held after the final sync
+	NoticesSent   int64 `json:"notices_sent"`
+	NoticesFailed int64 `json:"notices_failed"`
+}
+
+// Latency of acknowledged sends, call to return on the history clock.
+type Latency struct {
+	N   int           `json:"n"`
+	P50 time.Duration `json:"p50"`
+	P90 time.Duration `json:"p90"`
+	P99 time.Duration `json:"p99"`
+	Max time.Duration `json:"max"`
+}
+
+// Pass reports whether the run passed.
+func (r *Report) Pass() bool { return r.Word == "pass" }
+
+// Line is the final line, the same shape as `zzim sim run`'s:
+//
+//	verdict=pass|fail|skipped seed=N trace=- events=E sim_seconds=S wall_seconds=W
+//
+// A real run has no trace hash (trace=-); events are the history's
+// operations; sim_seconds is the real time the run was under test
+// (traffic with faults, then settle), wall_seconds the whole run with
+// container start and teardown.
+func (r *Report) Line() string {
+	return fmt.Sprintf("verdict=%s seed=%d trace=- events=%d sim_seconds=%.1f wall_seconds=%.2f",
+		r.Word, r.Seed, r.Events, r.TrafficSeconds+r.SettleSeconds, r.WallSeconds)
+}
+
+// judge fills the report from the checkers' verdict and the counters.
+func (r *Report) judge(v *check.Verdict, ops []check.Op, dump []store.Message, w *workload, scr *scraper, plan *faultPlan) {
+	r.Verdict = v
+	r.Events = len(ops)
+	overloaded := 0
+	for i := range ops {
+		op := &ops[i]
+		switch op.Kind {
+		case check.KindDeliver:
+			if op.In.Via == "push" {
+				r.Messages.DeliverPush++
+			} else {
+				r.Messages.DeliverSync++
+			}
+		case check.KindSend:
+			if op.Error == wire.ErrorCode_OVERLOADED.String() {
+				overloaded++
+			}
+		}
+	}
+	r.Latency = sendLatency(ops)
+	m := &r.Messages
+	m.Sends, m.Refused, m.Acked, m.Failed = w.sends.Load(), w.refused.Load(), w.acked.Load(), w.failed.Load()
+	m.Stored = len(dump)
+	m.NoticesSent, m.NoticesFailed = w.noticesSent.Load(), w.noticesFailed.Load()
+	r.Exercised = scr.exercised(overloaded, w)
+	if !v.Pass {
+		r.Reasons = append(r.Reasons, "checkers: "+v.Word()+": "+v.Summary())
+	}
+	for _, f := range plan.records {
+		if f.Status == StatusFailed {
+			r.Reasons = append(r.Reasons, fmt.Sprintf("fault %s %s failed: %s", f.What, f.Target, f.Err))
+		}
+	}
+	for _, name := range r.Required {
+		n, known := r.Exercised[name]
+		switch {
+		case !known:
+			r.Reasons = append(r.Reasons, "required exercised counter "+name+" is not measured by the chaos harness")
+			r.Missing = append(r.Missing, name)
+		case n == 0:
+			r.Reasons = append(r.Reasons, "required exercised counter "+name+" stayed zero")
+			r.Missing = append(r.Missing, name)
+		}
+	}
+	r.Word = "pass"
+	if len(r.Reasons) > 0 {
+		r.Word = "fail"
+	}
+}
+
+// sendLatency summarises the acknowledged sends' call-to-return times.
+func sendLatency(ops []check.Op) Latency {
+	var lat []int64
+	for i := range ops {
+		op := &ops[i]
+		if op.Kind == check.KindSend && op.Returned() && !op.Unknown && op.Error == "" && op.Out.Seq > 0 {
+			lat = append(lat, *op.Return-op.Call)
+		}
+	}
+	if len(lat) == 0 {
+		return Latency{}
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	at := func(q float64) time.Duration { return time.Duration(lat[int(q*float64(len(lat)-1))]) }
+	return Latency{N: len(lat), P50: at(0.50), P90: at(0.90), P99: at(0.99), Max: time.Duration(lat[len(lat)-1])}
+}
+
+// WriteText writes the human report; the verdict line ends it.
+func (r *Report) WriteText(w io.Writer) error {
+	ew := &errWriter{w: w}
+	ew.printf("chaos %s run=%s seed=%d bugs=%s scale=%.2f expect=%s\n", r.Scenario, r.Run, r.Seed, orDash(r.Bugs), r.Scale, orDash(r.Expect))
+	for _, n := range r.Notes {
+		ew.printf("note: %s\n", n)
+	}
+	ew.printf("faults:\n")
+	for _, f := range r.Faults {
+		ew.printf("  at=%-7s for=%-7s %-10s %-22s %-12s %s%s\n", f.At.Round(time.Millisecond), f.For.Round(time.Millisecond),
+			f.What, f.Target, f.Status, f.Note, errSuffix(f.Err))
+	}
+	ew.printf("phases: setup=%.1fs traffic=%.1fs settle=%.1fs wall=%.1fs\n", r.SetupSeconds, r.TrafficSeconds, r.SettleSeconds, r.WallSeconds)
+	m := r.Messages
+	ew.printf("messages: sends=%d acked=%d failed=%d refused=%d unacked_at_end=%d stored=%d deliver_push=%d deliver_sync=%d missing_at_end=%d notices=%d/%d\n",
+		m.Sends, m.Acked, m.Failed, m.Refused, m.UnackedAtEnd, m.Stored, m.DeliverPush, m.DeliverSync, m.MissingAtEnd,
+		m.NoticesSent, m.NoticesSent+m.NoticesFailed)
+	l := r.Latency
+	ew.printf("send-to-ack: n=%d p50=%v p90=%v p99=%v max=%v\n", l.N, l.P50.Round(time.Microsecond), l.P90.Round(time.Microsecond),
+		l.P99.Round(time.Microsecond), l.Max.Round(time.Microsecond))
+	if r.Verdict != nil {
+		ew.printf("check: %s\n", r.Verdict.Line())
+	}
+	if r.Exercised != nil {
+		ew.printf("exercised (* required):\n")
+		for _, c := range ExercisedCounters {
+			mark := " "
+			for _, req := range r.Required {
+				if req == c.Name {
+					mark = "*"
+				}
+			}
+			ew.printf("  %s %-26s %d\n", mark, c.Name, r.Exercised[c.Name])
+		}
+	}
+	if r.Verdict != nil {
+		for i, vi := range r.Verdict.Violations {
+			if i == violationsShownMax {
+				ew.printf("(%d more violations: see report.txt with --out)\n", len(r.Verdict.Violations)-i)
+				break
+			}
+			ew.printf("%s\n", vi.String())
+		}
+	}
+	for _, reason := range r.Reasons {
+		ew.printf("reason: %s\n", reason)
+	}
+	ew.printf("%s\n", r.Line())
+	return ew.err
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func errSuffix(e string) string {
+	if e == "" {
+		return ""
+	}
+	return " error: " + e
+}
+
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) printf(format string, args ...any) {
+	if e.err == nil {
+		_, e.err = fmt.Fprintf(e.w, format, args...)
+	}
+}
+
+// writeArtifacts saves what a later `zzim check` needs and the reports.
+func writeArtifacts(dir string, r *Report, ops []check.Op, dump []store.Message, windows []check.FaultWindow) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("chaos: out dir: %w", err)
+	}
+	steps := []struct {
+		name string
+		fn   func(io.Writer) error
+	}{
+		{"history.jsonl", func(w io.Writer) error { return check.WriteHistory(w, ops) }},
+		{"store.jsonl", func(w io.Writer) error { return check.WriteStoreDump(w, dump) }},
+		{"faults.jsonl", func(w io.Writer) error { return check.WriteFaultWindows(w, windows) }},
+	}
+	for _, s := range steps {
+		if err := writeFile(dir, s.name, s.fn); err != nil {
+			return err
+		}
+	}
+	return writeReports(dir, r)
+}
+
+// writeReports writes report.txt and report.json.
+func writeReports(dir string, r *Report) error {
+	steps := []struct {
+		name string
+		fn   func(io.Writer) error
+	}{
+		{"report.txt", func(w io.Writer) error {
+			if err := r.WriteText(w); err != nil {
+				return err
+			}
+			if r.Verdict != nil {
+				return r.Verdict.Report(w)
+			}
+			return nil
+		}},
+		{"report.json", func(w io.Writer) error {
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			return enc.Encode(r)
+		}},
+	}
+	for _, s := range steps {
+		if err := writeFile(dir, s.name, s.fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeFile(dir, name string, fn func(io.Writer) error) error {
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		return fmt.Errorf("chaos: %w", err)
+	}
+	if err := fn(f); err != nil {
+		f.Close()
+		return fmt.Errorf("chaos: write %s: %w", name, err)
+	}
+	return f.Close()
+}
+
+// LoadScenario reads a scenario file, or an embedded scenario by name.
+func LoadScenario(arg string) (*scenarios.Scenario, error) {
+	if strings.HasSuffix(arg, ".yaml") || strings.ContainsRune(arg, os.PathSeparator) {
+		if data, err := os.ReadFile(arg); err == nil {
+			return scenarios.Parse(filepath.Base(arg), data)
+		} else if strings.ContainsRune(arg, os.PathSeparator) {
+			return nil, fmt.Errorf("chaos: %w", err)
+		}
+	}
+	return scenarios.Load(arg)
+}
