@@ -27,10 +27,10 @@ type counterState struct{ base, last float64 }
 
 // scraper accumulates zzim_* counters across restarts.
 type scraper struct {
-	env    *Env
-	client *http.Client
-	mu     sync.Mutex
-	state  map[counterKey]*counterState
+	env               *Env
+	client            *http.Client
+	mu                sync.Mutex
+	state             map[counterKey]*counterState
 	scrapes, failures int
 }
 
