@@ -13,6 +13,7 @@ import (
 
 	"github.com/zzim/zzim/check"
 	"github.com/zzim/zzim/scenarios"
+	"github.com/zzim/zzim/system/node"
 )
 
 // Fault statuses in the timeline.
@@ -28,9 +29,13 @@ const (
 	StatusFailed = "failed"
 )
 
-// forMin is the shortest window a scaled fault gets: failure detection
-// (logic timeout 2s, link redial) does not scale with the scenario.
-const forMin = 3 * time.Second
+// forMin is the shortest window a scaled fault gets. Failure detection
+// does not scale with the scenario: a slot is seen dead by everyone, and
+// seen again when it is back (which is what makes callers fail back), only
+// when its registry key expires, RegistryTTLDefault after its last
+// heartbeat. A shorter window would make a scenario's pause or partition a
+// different fault from the simulator's.
+const forMin = node.RegistryTTLDefault + 2*node.RegistryHeartbeatDefault
 
 // dbTimeoutFlap is the on and off period of db-timeout's toxic: a
 // transaction in flight when it comes on loses its remaining answers, so

@@ -35,7 +35,8 @@ checkers judge. Every container and network is removed at the end, also on
 failure and on Ctrl-C.
 
 Time: scenario times are multiplied by --scale (a 2m scenario's traffic
-runs 30s at 0.25), fault windows last at least 3s; rates are not scaled.
+runs 30s at 0.25), fault windows last at least 10s (the registry TTL plus
+two heartbeats: failure detection does not scale); rates are not scaled.
 Faults only the simulator can do (clock skew, presence loss, queue
 redelivery, ...) are skipped; a run whose faults were all skipped says
 verdict=skipped and starts nothing. The output ends with one line:

@@ -1,0 +1,190 @@
+package chaos
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/zzim/zzim/check"
+	"github.com/zzim/zzim/scenarios"
+)
+
+func testEnv(services ...string) *Env {
+	paths := planPaths(services)
+	px := &proxies{paths: map[string]path{}}
+	for _, p := range paths {
+		px.paths[p.name()] = p
+	}
+	return &Env{order: services, proxies: px}
+}
+
+func TestPlanPaths(t *testing.T) {
+	services := []string{"entry-0", "logic-0", "logic-1", "das-0"}
+	paths := planPaths(services)
+	// 4*3 service pairs, NATS and Redis for each, MariaDB for das only.
+	if got, want := len(paths), 4*3+4*2+1; got != want {
+		t.Fatalf("got %d paths, want %d", got, want)
+	}
+	ports := map[int]bool{}
+	for _, p := range paths {
+		if ports[p.port] {
+			t.Errorf("port %d used twice", p.port)
+		}
+		ports[p.port] = true
+	}
+	e := testEnv(services...)
+	tests := []struct {
+		a, b string
+		both bool
+		want []string
+	}{
+		{"entry-0", "logic-1", true, []string{"entry-0->logic-1", "logic-1->entry-0"}},
+		{"entry-0", "logic-1", false, []string{"entry-0->logic-1"}},
+		{"entry-0", "logic-*", false, []string{"entry-0->logic-0", "entry-0->logic-1"}},
+		{"das-*", depMariaDB, false, []string{"das-0->mariadb"}},
+		{"logic-0", depMariaDB, false, nil},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("%s_%s_%v", tc.a, tc.b, tc.both), func(t *testing.T) {
+			if got := e.proxies.match(tc.a, tc.b, tc.both); !slices.Equal(got, tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if addr, ok := e.proxies.addr("logic-0", "das-0"); !ok || !strings.HasPrefix(addr, "toxiproxy:") {
+		t.Errorf("got addr %q %v, want a toxiproxy address", addr, ok)
+	}
+}
+
+func TestPlanFaults(t *testing.T) {
+	e := testEnv("entry-0", "logic-0", "logic-1", "das-0", "das-1")
+	faults := []scenarios.Fault{
+		{At: scenarios.Duration(60 * time.Second), For: scenarios.Duration(60 * time.Second), What: scenarios.Crash, Target: "logic-1"},
+		{At: scenarios.Duration(40 * time.Second), What: scenarios.Restart, Target: "entry-0"},
+		{At: scenarios.Duration(10 * time.Second), For: scenarios.Duration(4 * time.Second), What: scenarios.Pause, Target: "logic-0"},
+		{At: scenarios.Duration(10 * time.Second), For: scenarios.Duration(time.Minute), What: scenarios.ClockSkew, Target: "logic-0",
+			Params: map[string]string{"skew": "3s"}},
+		{At: scenarios.Duration(30 * time.Second), For: scenarios.Duration(40 * time.Second), What: scenarios.DBTimeout, Target: "db",
+			Params: map[string]string{"probability": "0.5", "commit_probability": "0.5"}},
+		{At: scenarios.Duration(30 * time.Second), For: scenarios.Duration(45 * time.Second), What: scenarios.Partition,
+			Target: "entry-0<->logic-1", Params: map[string]string{"mode": "symmetric"}},
+	}
+	p := planFaults(e, faults, 0.25)
+	want := []struct {
+		status   string
+		at, for_ time.Duration
+	}{
+		{StatusApplied, 15 * time.Second, 15 * time.Second},
+		{StatusApplied, 10 * time.Second, 0},
+		{StatusApplied, 2500 * time.Millisecond, forMin}, // 1s scaled, raised to forMin
+		{StatusSkipped, 2500 * time.Millisecond, 15 * time.Second},
+		{StatusApproximated, 7500 * time.Millisecond, 10 * time.Second},
+		{StatusApplied, 7500 * time.Millisecond, 11250 * time.Millisecond},
+	}
+	for i, w := range want {
+		r := p.records[i]
+		if r.Status != w.status || r.At != w.at || r.For != w.for_ {
+			t.Errorf("fault %d (%s): got %s at %v for %v, want %s at %v for %v", i, r.What, r.Status, r.At, r.For, w.status, w.at, w.for_)
+		}
+	}
+	if !strings.Contains(p.records[4].Note, "commit_probability 0.5 not honoured") {
+		t.Errorf("got db-timeout note %q, want it to say commit_probability is not honoured", p.records[4].Note)
+	}
+	if !strings.Contains(p.records[5].Note, "entry-0->logic-1, logic-1->entry-0") {
+		t.Errorf("got partition note %q, want both directions", p.records[5].Note)
+	}
+	if p.allSkipped() {
+		t.Errorf("got allSkipped true with applied faults, want false")
+	}
+	if !planFaults(e, faults[3:4], 0.25).allSkipped() {
+		t.Errorf("got allSkipped false for clock-skew alone, want true")
+	}
+}
+
+func TestAllSkippable(t *testing.T) {
+	tests := []struct {
+		kinds []scenarios.FaultKind
+		want  bool
+	}{
+		{nil, false},
+		{[]scenarios.FaultKind{scenarios.ClockSkew}, true},
+		{[]scenarios.FaultKind{scenarios.ClockSkew, scenarios.PresenceLoss, scenarios.MQRedelivery}, true},
+		{[]scenarios.FaultKind{scenarios.ClockSkew, scenarios.Crash}, false},
+	}
+	for _, tc := range tests {
+		var fs []scenarios.Fault
+		for _, k := range tc.kinds {
+			fs = append(fs, scenarios.Fault{What: k})
+		}
+		if got := allSkippable(fs); got != tc.want {
+			t.Errorf("allSkippable(%v): got %v, want %v", tc.kinds, got, tc.want)
+		}
+	}
+}
+
+// TestScraperAcrossRestarts: a counter that goes down belongs to a new
+// incarnation; the total keeps the old one's count.
+func TestScraperAcrossRestarts(t *testing.T) {
+	var value atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "# HELP zzim_entry_resends x\nzzim_entry_resends{node=\"entry-0\"} %d\nother_metric 5\n", value.Load())
+	}))
+	defer srv.Close()
+	st := &started{hosts: map[string]string{metricsPort: strings.TrimPrefix(srv.URL, "http://")}}
+	e := &Env{order: []string{"entry-0"}, services: map[string]*started{"entry-0": st}}
+	s := newScraper(e)
+	for _, v := range []int64{3, 7, 2, 5} { // restart between 7 and 2
+		value.Store(v)
+		s.scrapeAll(t.Context())
+	}
+	if got, want := s.total("zzim_entry_resends"), uint64(7+5); got != want {
+		t.Errorf("got total %d, want %d", got, want)
+	}
+	if got := s.total("other_metric"); got != 0 {
+		t.Errorf("got other_metric %d, want 0 (only zzim_* is read)", got)
+	}
+}
+
+func TestParseMetrics(t *testing.T) {
+	in := "zzim_logic_retries{node=\"logic-0\"} 2\nzzim_logic_retries{node=\"logic-1\"} 3\nzzim_connections 4\n# zzim_x 9\nbad line\n"
+	got := parseMetrics(strings.NewReader(in))
+	if got["zzim_logic_retries"] != 5 || got["zzim_connections"] != 4 || len(got) != 2 {
+		t.Errorf("got %v, want zzim_logic_retries 5 and zzim_connections 4", got)
+	}
+}
+
+func TestChecksFor(t *testing.T) {
+	checks, bound, err := checksFor([]string{"structural", "unread", "liveness", "linearizability"}, 20*time.Second)
+	if err != nil || !slices.Equal(checks, []string{check.CheckStructural, check.CheckLinearizability}) || bound != 20*time.Second {
+		t.Errorf("got %v %v %v, want structural,linearizability 20s", checks, bound, err)
+	}
+	if _, bound, _ := checksFor([]string{"structural"}, 20*time.Second); bound != 0 {
+		t.Errorf("got bound %v without liveness, want 0", bound)
+	}
+	if _, _, err := checksFor([]string{"vibes"}, 0); err == nil {
+		t.Errorf("got no error for an unknown check, want one")
+	}
+}
+
+func TestSendLatencyAndLine(t *testing.T) {
+	ret := func(v int64) *int64 { return &v }
+	var ops []check.Op
+	for i := int64(1); i <= 100; i++ {
+		ops = append(ops, check.Op{Kind: check.KindSend, Call: 0, Return: ret(i * int64(time.Millisecond)), Out: check.Output{Seq: uint64(i)}})
+	}
+	ops = append(ops, check.Op{Kind: check.KindSend, Call: 0, Unknown: true})                                      // never answered
+	ops = append(ops, check.Op{Kind: check.KindSend, Call: 0, Return: ret(int64(time.Hour)), Error: "OVERLOADED"}) // refused
+	l := sendLatency(ops)
+	if l.N != 100 || l.P50 != 50*time.Millisecond || l.P99 != 99*time.Millisecond || l.Max != 100*time.Millisecond {
+		t.Errorf("got %+v, want n=100 p50=50ms p99=99ms max=100ms", l)
+	}
+	r := &Report{Word: "skipped", Seed: 7, Events: 12, TrafficSeconds: 30, SettleSeconds: 1.5, WallSeconds: 50.25}
+	if got, want := r.Line(), "verdict=skipped seed=7 trace=- events=12 sim_seconds=31.5 wall_seconds=50.25"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
