@@ -183,6 +183,8 @@ function renderList() {
   $('no-convs').hidden = convs.length > 0;
 }
 
+const errorText = { NO_ANSWER: 'no answer', UNAVAILABLE: 'server unavailable', OVERLOADED: 'server busy' };
+
 function time(ms) {
   if (!ms) return '';
   const d = new Date(ms);
@@ -213,8 +215,8 @@ function renderChat() {
     li.dataset.cmid = s.clientMsgId;
     li.dataset.sender = client.user;
     li.dataset.state = s.state;
-    let meta = 'sending…';
-    if (s.state === 'retrying') meta = 'not sent yet, retrying' + (s.error ? ' (' + s.error + ')' : '');
+    let meta = s.attempts > 0 ? 'sending…' : 'queued…';
+    if (s.state === 'retrying') meta = 'not sent yet, retrying' + (s.error ? ' (' + (errorText[s.error] || s.error) + ')' : '');
     if (s.state === 'failed') meta = 'failed: ' + s.error;
     li.append(el('div', 'body', s.body), el('div', 'meta', meta));
     items.push(li);
