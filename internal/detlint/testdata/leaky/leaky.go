@@ -8,10 +8,10 @@ import (
 )
 
 func Leaks(ch chan int) {
-	_ = time.Now()     // wall clock
-	_ = rand.Intn(3)   // global randomness
-	go func() {}()     // goroutine
-	select {           // select
+	_ = time.Now()   // wall clock
+	_ = rand.Intn(3) // global randomness
+	go func() {}()   // goroutine
+	select {         // select
 	case <-ch:
 	case <-time.After(time.Second): // wall-clock timer
 	}
