@@ -19,6 +19,7 @@ import (
 	"github.com/zzim/zzim/system/bugs"
 	"github.com/zzim/zzim/system/cluster"
 	"github.com/zzim/zzim/system/node"
+	"github.com/zzim/zzim/web"
 	"github.com/zzim/zzim/system/notify"
 )
 
@@ -149,6 +150,7 @@ type serveFlags struct {
 	internalListen string
 	peers          []string
 	peerPattern    string
+	devLogin       bool
 }
 
 const serveLong = `Run one instance (ROLE-SLOT) of a zzim cluster: entry, httpentry, logic,
@@ -196,6 +198,7 @@ func serveCmd() *cobra.Command {
 	fs.IntVar(&f.slot, "slot", 0, "this instance's slot (0..count-1 of its role in --topology)")
 	fs.StringVar(&f.listen, "listen", "", "entry: TCP address for apps (default 127.0.0.1:7400+slot)")
 	fs.StringVar(&f.http, "http", "", "httpentry: HTTP address (default 127.0.0.1:8080+slot)")
+	fs.BoolVar(&f.devLogin, "dev-login", false, "httpentry: serve the web client's development login (POST /v1/dev/login issues a token for any user id): never in production")
 	fs.StringVar(&f.internalListen, "internal-listen", "", "address of this instance's internal link listener (default: --peer-pattern for itself, e.g. :7000 in containers)")
 	fs.StringArrayVar(&f.peers, "peer", nil, "internal address of one instance, role-slot=host:port (repeatable; overrides --peer-pattern)")
 	fs.StringVar(&f.peerPattern, "peer-pattern", "127.0.0.1:{port}", "internal address of every instance: {role}, {slot}, {addr} (role-slot), {port} (17000+100*role+slot)")
@@ -254,6 +257,7 @@ func runServe(ctx context.Context, f *serveFlags, roleArg string, stderr io.Writ
 		AppPort: appPortDefault, HTTPPort: httpPortDefault,
 		AppListen: map[node.Addr]string{self: f.listen}, HTTPListen: map[node.Addr]string{self: f.http},
 		Deps: deps.Deps, DepTimeout: f.depTimeout, Logger: log,
+		HTTPExtra: web.Routes(cfg.Secret, f.devLogin),
 	})
 	if err != nil {
 		return err
