@@ -19,8 +19,8 @@ import (
 	"github.com/zzim/zzim/system/bugs"
 	"github.com/zzim/zzim/system/cluster"
 	"github.com/zzim/zzim/system/node"
-	"github.com/zzim/zzim/web"
 	"github.com/zzim/zzim/system/notify"
+	"github.com/zzim/zzim/web"
 )
 
 func init() { subcommands = append(subcommands, serveCmd, upCmd, tokenCmd) }
