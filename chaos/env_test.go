@@ -3,10 +3,12 @@ package chaos
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/zzim/zzim/internal/testdeps"
+	"github.com/zzim/zzim/scenarios"
 	"github.com/zzim/zzim/system/node"
 )
 
@@ -64,6 +66,29 @@ func TestEnvUpDown(t *testing.T) {
 	if err := env.Start(ctx, "logic-1"); err != nil {
 		t.Fatalf("start after kill: %v", err)
 	}
+	rmReset, err := env.AddToxic("entry-0", "logic-1", ToxicReset, "upstream", map[string]any{"timeout": 100})
+	if err != nil {
+		t.Fatalf("reset toxic: %v", err)
+	}
+	rmBandwidth, err := env.AddToxic("das-0", depMariaDB, ToxicBandwidth, "downstream", map[string]any{"rate": 64})
+	if err != nil {
+		t.Fatalf("bandwidth toxic: %v", err)
+	}
+	if got, err := env.Toxics("entry-0", "logic-1"); err != nil || len(got) != 1 || got[0] != ToxicReset {
+		t.Errorf("got toxics %v (%v) on entry-0->logic-1, want [reset_peer]", got, err)
+	}
+	if err := rmReset(); err != nil {
+		t.Errorf("remove reset: %v", err)
+	}
+	if err := rmBandwidth(); err != nil {
+		t.Errorf("remove bandwidth: %v", err)
+	}
+	if got, err := env.Toxics("das-0", depMariaDB); err != nil || len(got) != 0 {
+		t.Errorf("got toxics %v (%v) on das-0->mariadb after removal, want none", got, err)
+	}
+	if _, err := env.AddToxic("entry-0", "das-9", ToxicLatency, "upstream", nil); err == nil {
+		t.Errorf("got no error for a path that does not exist, want one")
+	}
 	if err := env.Pause(ctx, "logic-0"); err != nil {
 		t.Fatalf("pause: %v", err)
 	}
@@ -80,5 +105,73 @@ func TestEnvUpDown(t *testing.T) {
 	c, n, err := d.removeRun(ctx, run)
 	if err != nil || c != 0 || n != 0 {
 		t.Fatalf("after Close: got %d containers, %d networks left (err %v), want none", c, n, err)
+	}
+}
+
+// smallScenario crashes one logic of a small cluster for a real 10s.
+const smallScenario = `name: chaos-small
+seed: 5
+duration: 16s
+quiet: 10s
+liveness_bound: 20s
+topology:
+  entry: 2
+  logic: 2
+  extlogic: 1
+  das: 2
+workload:
+  users: 20
+  conversations: 20
+  rate: 20
+faults:
+  - at: 3s
+    for: 10s
+    what: crash
+    target: logic-1
+exercised: [failover_resends, users_remapped]
+`
+
+// TestRunSmallScenario runs a whole chaos run and wants it to pass, to
+// have killed logic-1 for real, and to leave nothing behind.
+func TestRunSmallScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts containers")
+	}
+	requireDocker(t)
+	sc, err := scenarios.Parse("chaos-small.yaml", []byte(smallScenario))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Options{Scenario: sc, Scale: 1, OutDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	var buf strings.Builder
+	_ = rep.WriteText(&buf)
+	t.Log(buf.String())
+	if !rep.Pass() {
+		t.Fatalf("got %s, want pass: %v", rep.Word, rep.Reasons)
+	}
+	if len(rep.Faults) != 1 || rep.Faults[0].Status != StatusApplied || rep.Faults[0].End <= rep.Faults[0].Start {
+		t.Errorf("got fault record %+v, want one applied crash with a window", rep.Faults[0])
+	}
+	if rep.Messages.Acked == 0 || rep.Messages.Stored < int(rep.Messages.Acked) {
+		t.Errorf("got %d acked and %d stored, want some acked, all stored", rep.Messages.Acked, rep.Messages.Stored)
+	}
+	assertNothingLeft(ctx, t, rep.Run)
+}
+
+func assertNothingLeft(ctx context.Context, t *testing.T, run string) {
+	t.Helper()
+	d, err := newDocker(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	c, n, err := d.removeRun(ctx, run)
+	if err != nil || c != 0 || n != 0 {
+		t.Errorf("after the run: got %d containers, %d networks left (err %v), want none", c, n, err)
 	}
 }

@@ -174,3 +174,47 @@ func (px *proxies) removeToxic(names []string, toxicName string) error {
 	}
 	return first
 }
+
+// Path toxics an Env offers beyond the scenario vocabulary (toxiproxy's
+// names): for tests and experiments on one path.
+const (
+	ToxicLatency   = "latency"    // attrs: latency, jitter (ms)
+	ToxicTimeout   = "timeout"    // attrs: timeout (ms; 0 holds data until removed)
+	ToxicReset     = "reset_peer" // attrs: timeout (ms before the reset)
+	ToxicBandwidth = "bandwidth"  // attrs: rate (KB/s)
+)
+
+// AddToxic puts a toxic on the path from dials to ("entry-0", "logic-1";
+// to may be mariadb, redis or nats), in the direction of stream
+// ("upstream": what from sends, "downstream": what it receives). The
+// returned function removes it.
+func (e *Env) AddToxic(from, to, kind, stream string, attrs map[string]any) (remove func() error, err error) {
+	name := from + "->" + to
+	if _, ok := e.proxies.paths[name]; !ok {
+		return nil, fmt.Errorf("chaos: no path %s", name)
+	}
+	switch kind {
+	case ToxicLatency, ToxicTimeout, ToxicReset, ToxicBandwidth:
+	default:
+		return nil, fmt.Errorf("chaos: unknown toxic %q", kind)
+	}
+	toxic := "api-" + kind + "-" + stream
+	if err := e.proxies.toxic([]string{name}, toxic, kind, stream, 1, toxiproxy.Attributes(attrs)); err != nil {
+		return nil, err
+	}
+	return func() error { return e.proxies.removeToxic([]string{name}, toxic) }, nil
+}
+
+// Toxics lists the toxics on the path from dials to.
+func (e *Env) Toxics(from, to string) ([]string, error) {
+	p, err := e.proxies.api.Proxy(from + "->" + to)
+	if err != nil {
+		return nil, fmt.Errorf("chaos: %w", err)
+	}
+	var out []string
+	for _, t := range p.ActiveToxics {
+		out = append(out, t.Type)
+	}
+	sort.Strings(out)
+	return out, nil
+}

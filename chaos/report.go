@@ -45,10 +45,13 @@ type Report struct {
 	Events int `json:"events"`
 	// Phase durations (s): containers up, traffic with faults, settle
 	// (acks, final sync) and the whole run including teardown.
-	SetupSeconds   float64 `json:"setup_seconds"`
-	TrafficSeconds float64 `json:"traffic_seconds"`
-	SettleSeconds  float64 `json:"settle_seconds"`
-	WallSeconds    float64 `json:"wall_seconds"`
+	SetupSeconds    float64 `json:"setup_seconds"`
+	TrafficSeconds  float64 `json:"traffic_seconds"`
+	SettleSeconds   float64 `json:"settle_seconds"`
+	LoginSeconds    float64 `json:"login_seconds"`
+	CheckSeconds    float64 `json:"check_seconds"`
+	TeardownSeconds float64 `json:"teardown_seconds"`
+	WallSeconds     float64 `json:"wall_seconds"`
 }
 
 // MessageCounts say how much traffic the run carried.
@@ -171,7 +174,8 @@ func (r *Report) WriteText(w io.Writer) error {
 		ew.printf("  at=%-7s for=%-7s %-10s %-22s %-12s %s%s\n", f.At.Round(time.Millisecond), f.For.Round(time.Millisecond),
 			f.What, f.Target, f.Status, f.Note, errSuffix(f.Err))
 	}
-	ew.printf("phases: setup=%.1fs traffic=%.1fs settle=%.1fs wall=%.1fs\n", r.SetupSeconds, r.TrafficSeconds, r.SettleSeconds, r.WallSeconds)
+	ew.printf("phases: setup=%.1fs login=%.1fs traffic=%.1fs settle=%.1fs check=%.1fs teardown=%.1fs wall=%.1fs\n", r.SetupSeconds,
+		r.LoginSeconds, r.TrafficSeconds, r.SettleSeconds, r.CheckSeconds, r.TeardownSeconds, r.WallSeconds)
 	m := r.Messages
 	ew.printf("messages: sends=%d acked=%d failed=%d refused=%d unacked_at_end=%d stored=%d deliver_push=%d deliver_sync=%d missing_at_end=%d notices=%d/%d\n",
 		m.Sends, m.Acked, m.Failed, m.Refused, m.UnackedAtEnd, m.Stored, m.DeliverPush, m.DeliverSync, m.MissingAtEnd,

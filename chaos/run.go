@@ -101,6 +101,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 	rep.Run = env.Run
 	defer func() {
+		teardownStart := time.Now()
 		if o.OutDir != "" {
 			env.saveLogs(filepath.Join(o.OutDir, "logs"))
 		}
@@ -108,6 +109,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 			err = fmt.Errorf("chaos: cleanup: %w", cerr)
 		}
 		rep.WallSeconds = time.Since(wallStart).Seconds()
+		rep.TeardownSeconds = time.Since(teardownStart).Seconds()
 		if o.OutDir != "" && err == nil {
 			err = writeReports(o.OutDir, rep) // again, with the teardown counted
 		}
@@ -125,10 +127,12 @@ func execute(ctx context.Context, o Options, env *Env, rep *Report, set bugs.Set
 	sc := o.Scenario
 	w := newWorkload(sc, env, rep.Seed, []byte(chaosSecret), set, rep.Scale)
 	progress("%d services up in %.1fs; %d clients logging in", len(env.Services()), rep.SetupSeconds, len(w.users))
+	loginStart := time.Now()
 	if err := w.start(ctx); err != nil {
 		w.finish()
 		return fmt.Errorf("chaos: clients: %w", err)
 	}
+	rep.LoginSeconds = time.Since(loginStart).Seconds()
 	scr := newScraper(env)
 	scrapeCtx, stopScrape := context.WithCancel(ctx)
 	scrapeDone := make(chan struct{})
@@ -179,6 +183,8 @@ func execute(ctx context.Context, o Options, env *Env, rep *Report, set bugs.Set
 
 	ops := w.rec.Ops()
 	progress("checking %d ops against %d stored messages", len(ops), len(dump))
+	checkStart := time.Now()
+	defer func() { rep.CheckSeconds = time.Since(checkStart).Seconds() }()
 	v, err := check.Check(&check.History{Ops: ops}, check.Options{Dump: dump, Faults: plan.windows(), LivenessBound: bound,
 		Checks: checks, OutDir: o.OutDir, Timeout: o.CheckTimeout})
 	if err != nil {
