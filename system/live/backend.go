@@ -37,6 +37,14 @@ type Queue interface {
 	Consume(ctx context.Context, c mq.Consumer, fn func(QueueDelivery)) error
 }
 
+// AsyncQueue is a Queue that can publish without holding a goroutine until
+// the ack (JetStream's PublishAsync): done is called exactly once, on any
+// goroutine, with the publish's outcome, unless PublishAsync returns an
+// error (then nothing was published and done is never called).
+type AsyncQueue interface {
+	PublishAsync(subject string, data []byte, msgID string, done func(error)) error
+}
+
 // Registry records which slots are alive: one key per slot with a TTL.
 type Registry interface {
 	Put(ctx context.Context, addr node.Addr, ttl time.Duration) error

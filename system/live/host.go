@@ -222,9 +222,20 @@ func (e *hostEnv) Cancel(id node.TimerID) {
 	}
 }
 
-// request runs fn on a goroutine with the dependency timeout and posts its
-// completion. Exactly one completion per ReqID: overload completes at once.
+// request queues fn on the pool of its kind with the dependency timeout
+// and posts its completion. Exactly one completion per ReqID: overload (too
+// many in flight for this host, or the pool's queue full) completes at once.
 func (e *hostEnv) request(kind string, fn func(ctx context.Context) (node.Completion, error)) node.ReqID {
+	return e.submit(depJob{kind: kind, run: fn})
+}
+
+// requestAsync is request for a dependency that completes on its own
+// goroutine (an async publish): the worker only starts it.
+func (e *hostEnv) requestAsync(kind string, fn func(done func(node.Completion, error)) bool) node.ReqID {
+	return e.submit(depJob{kind: kind, async: fn})
+}
+
+func (e *hostEnv) submit(j depJob) node.ReqID {
 	h := e.h
 	id := node.ReqID(h.nextID())
 	if h.inflight.Add(1) > DepInflightMax {
@@ -232,20 +243,12 @@ func (e *hostEnv) request(kind string, fn func(ctx context.Context) (node.Comple
 		h.local = append(h.local, node.Completion{Req: id, Outcome: node.Failed, Err: ErrOverloaded})
 		return id
 	}
-	timeout := h.proc.cfg.DepTimeout
-	start := time.Now()
-	go func() {
-		defer h.inflight.Add(-1)
-		ctx, cancel := context.WithTimeout(h.ctx, timeout)
-		c, err := fn(ctx)
-		cancel()
-		h.proc.metrics.depLatency(kind, time.Since(start), err)
-		c.Req = id
-		if err != nil {
-			c.Outcome, c.Err = classify(err), err
-		}
-		h.post(c)
-	}()
+	j.h, j.id, j.deadline = h, id, time.Now().Add(h.proc.cfg.DepTimeout)
+	if !h.proc.pools.of(j.kind).submit(j) {
+		h.inflight.Add(-1)
+		h.proc.metrics.depLatency(j.kind, 0, ErrOverloaded)
+		h.local = append(h.local, node.Completion{Req: id, Outcome: node.Failed, Err: ErrOverloaded})
+	}
 	return id
 }
 
@@ -304,6 +307,12 @@ func (e *hostEnv) Presence(op node.PresenceOp) node.ReqID {
 
 func (e *hostEnv) Publish(subject string, data []byte, msgID string) node.ReqID {
 	q := e.h.proc.deps.Queue
+	if aq, ok := q.(AsyncQueue); ok {
+		return e.requestAsync("publish", func(done func(node.Completion, error)) bool {
+			err := aq.PublishAsync(subject, data, msgID, func(err error) { done(node.Completion{Outcome: node.OK}, err) })
+			return err == nil
+		})
+	}
 	return e.request("publish", func(ctx context.Context) (node.Completion, error) {
 		return node.Completion{Outcome: node.OK}, q.Publish(ctx, subject, data, msgID)
 	})
@@ -327,13 +336,13 @@ func (e *hostEnv) Registry(op node.RegistryOp) node.ReqID {
 
 func (e *hostEnv) AckDelivery(id node.DeliveryID) {
 	if d, ok := e.h.deliveries.LoadAndDelete(id); ok {
-		go func() { _ = d.(QueueDelivery).Ack() }()
+		e.h.proc.pools.ackLater(func() { _ = d.(QueueDelivery).Ack() })
 	}
 }
 
 func (e *hostEnv) NakDelivery(id node.DeliveryID, delay time.Duration) {
 	if d, ok := e.h.deliveries.LoadAndDelete(id); ok {
-		go func() { _ = d.(QueueDelivery).Nak(delay) }()
+		e.h.proc.pools.ackLater(func() { _ = d.(QueueDelivery).Nak(delay) })
 	}
 }
 

@@ -51,6 +51,7 @@ type Process struct {
 	links   links
 	conns   conns
 	https   httpReplies
+	pools   *pools
 	connIDs atomic.Uint64
 
 	mu     sync.Mutex
@@ -86,6 +87,7 @@ func NewProcess(cfg Config, deps Deps) *Process {
 		ctx: ctx, cancel: cancel,
 	}
 	p.metrics = newMetrics(cfg.Registerer, p)
+	p.pools = newPools(ctx.Done())
 	p.links = links{proc: p, peers: map[[2]node.Addr]*peerLink{}}
 	p.conns = conns{proc: p, m: map[node.ConnID]*appConn{}}
 	p.https = httpReplies{m: map[node.ConnID]chan httpReply{}}

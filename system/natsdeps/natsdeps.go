@@ -62,7 +62,27 @@ type Deps struct {
 	ackWait  time.Duration
 	mu       sync.Mutex
 	consumer map[string]jetstream.Consumer
+	// acks carries async publishes' futures, in publish order, to the one
+	// goroutine that waits for them (acks come back in order).
+	acks chan pendingAck
+	stop chan struct{}
 }
+
+// pendingAck is an async publish waiting for its ack.
+type pendingAck struct {
+	f    jetstream.PubAckFuture
+	done func(error)
+}
+
+// Async publish bounds.
+const (
+	// PublishAsyncMaxPending bounds publishes awaiting their ack; past it
+	// PublishAsync stalls briefly, then fails (the caller's error path).
+	PublishAsyncMaxPending = 4096
+	// PublishAsyncTimeout: an ack not back by then fails the publish with
+	// an unknown outcome (the msgID dedups the caller's retry).
+	PublishAsyncTimeout = 2 * time.Second
+)
 
 // Options of Connect.
 type Options struct {
@@ -82,16 +102,19 @@ func Connect(ctx context.Context, url string, o Options) (*Deps, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats: connect %s: %w", url, err)
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(PublishAsyncMaxPending),
+		jetstream.WithPublishAsyncTimeout(PublishAsyncTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("nats: jetstream: %w", err)
 	}
-	d := &Deps{nc: nc, js: js, regTTL: o.RegistryTTL, ackWait: o.AckWait, consumer: map[string]jetstream.Consumer{}}
+	d := &Deps{nc: nc, js: js, regTTL: o.RegistryTTL, ackWait: o.AckWait, consumer: map[string]jetstream.Consumer{},
+		acks: make(chan pendingAck, PublishAsyncMaxPending), stop: make(chan struct{})}
 	if err := d.setup(ctx); err != nil {
 		nc.Close()
 		return nil, err
 	}
+	go d.waitAcks()
 	return d, nil
 }
 
@@ -121,10 +144,20 @@ func (d *Deps) setup(ctx context.Context) error {
 	return nil
 }
 
-// Close drains the connection.
-func (d *Deps) Close() { d.nc.Close() }
+// Close closes the connection; async publishes still waiting fail.
+func (d *Deps) Close() {
+	d.mu.Lock()
+	select {
+	case <-d.stop:
+	default:
+		close(d.stop)
+	}
+	d.mu.Unlock()
+	d.nc.Close()
+}
 
 var _ live.Queue = (*Deps)(nil)
+var _ live.AsyncQueue = (*Deps)(nil)
 var _ live.Registry = (*Deps)(nil)
 
 // Publish stores data on subject; a repeated msgID within the duplicate
@@ -138,6 +171,53 @@ func (d *Deps) Publish(ctx context.Context, subject string, data []byte, msgID s
 		return fmt.Errorf("nats: publish %s: %w", subject, err)
 	}
 	return nil
+}
+
+// PublishAsync stores data on subject without waiting for the ack: done
+// is called with the outcome by the ack waiter. JetStream persists
+// concurrent publishes together, so many in flight cost far less per
+// message than one synchronous publish after another.
+func (d *Deps) PublishAsync(subject string, data []byte, msgID string, done func(error)) error {
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	f, err := d.js.PublishAsync(subject, data, opts...)
+	if err != nil {
+		return fmt.Errorf("nats: publish async %s: %w", subject, err)
+	}
+	select {
+	case d.acks <- pendingAck{f: f, done: done}:
+	case <-d.stop:
+		done(errors.New("nats: closed"))
+	}
+	return nil
+}
+
+// waitAcks reports each async publish's outcome, in publish order.
+func (d *Deps) waitAcks() {
+	for {
+		select {
+		case a := <-d.acks:
+			select {
+			case <-a.f.Ok():
+				a.done(nil)
+			case err := <-a.f.Err():
+				a.done(fmt.Errorf("nats: publish %s: %w", a.f.Msg().Subject, err))
+			case <-d.stop:
+				a.done(errors.New("nats: closed"))
+			}
+		case <-d.stop:
+			for {
+				select {
+				case a := <-d.acks:
+					a.done(errors.New("nats: closed"))
+				default:
+					return
+				}
+			}
+		}
+	}
 }
 
 // Consume reads the durable consumer c until ctx ends. Processes consuming
