@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/zzim/zzim/system/node"
 	"github.com/zzim/zzim/system/wire"
@@ -23,6 +24,10 @@ const (
 	// memory per connection is what limits how many one entry holds.
 	appReadBuffer  = 512
 	appWriteBuffer = 4096
+	// appWriteTimeout bounds one flush to an app connection: a peer that
+	// stops reading cannot hold its writer (and the frames queued behind
+	// it) forever.
+	appWriteTimeout = 10 * time.Second
 )
 
 type appConn struct {
@@ -67,6 +72,9 @@ func (cs *conns) write(id node.ConnID, f wire.Frame) {
 		c.mu.Unlock()
 		cs.proc.metrics.slowConsumer()
 		cs.close(id, "slow consumer: write queue full")
+		// Its writer is blocked on a peer that does not read: what is
+		// queued will never be flushed, so cut the connection now.
+		_ = c.conn.Close()
 	}
 }
 
@@ -151,11 +159,16 @@ func (p *Process) appWriter(c *appConn) {
 	var buf []byte
 	for f := range c.out {
 		buf, _ = wire.AppendFrame(buf[:0], f)
+		if w.Available() < len(buf) {
+			// This write may reach the socket: bound how long it may block.
+			_ = c.conn.SetWriteDeadline(time.Now().Add(appWriteTimeout))
+		}
 		if _, err := w.Write(buf); err != nil {
 			break
 		}
 		// Coalesce: flush only when nothing else is waiting.
 		if len(c.out) == 0 {
+			_ = c.conn.SetWriteDeadline(time.Now().Add(appWriteTimeout))
 			if err := w.Flush(); err != nil {
 				break
 			}
