@@ -2,6 +2,7 @@ package natsdeps
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -90,5 +91,52 @@ func TestRegistryExpiryIsWatched(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("expiry not seen (alive seen: %v)", sawAlive)
 		}
+	}
+}
+
+// PublishAsync: every publish's done is called exactly once with its
+// outcome, dedup by msgID still holds, and a subject no stream takes fails.
+func TestPublishAsync(t *testing.T) {
+	d := start(t, Options{})
+	const n = 500
+	done := make(chan error, 2*n+1)
+	for i := 0; i < n; i++ {
+		id := "off:c:" + strconv.Itoa(i) + ":u1"
+		for k := 0; k < 2; k++ { // each twice: the second is a duplicate
+			if err := d.PublishAsync(mq.OfflinePrefix+"u1", []byte("m"), id, func(err error) { done <- err }); err != nil {
+				t.Fatalf("publish %d: %v", i, err)
+			}
+		}
+	}
+	if err := d.PublishAsync("nobody.listens", []byte("m"), "x", func(err error) { done <- err }); err != nil {
+		t.Fatalf("publish to no stream: %v", err)
+	}
+	var failed int
+	for i := 0; i < 2*n+1; i++ {
+		select {
+		case err := <-done:
+			if err != nil {
+				failed++
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("got %d completions, want %d", i, 2*n+1)
+		}
+	}
+	if failed != 1 {
+		t.Fatalf("failed publishes: got %d, want 1 (the subject no stream takes)", failed)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("an extra completion: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := d.js.Stream(ctx, mq.StreamOffline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.CachedInfo().State.Msgs; got != n {
+		t.Fatalf("stored messages: got %d, want %d (duplicates stored once)", got, n)
 	}
 }
