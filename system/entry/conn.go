@@ -24,6 +24,12 @@ type conn struct {
 	lastFrame  time.Time
 	pushes     []*push // unacknowledged, in push_id order
 	pushNext   uint64
+	// shedding: admission control refused one of this session's requests.
+	// Its later ones are refused too until everything it had in flight is
+	// answered: the client resends from the refused one anyway (go-back-N),
+	// and forwarding later ones would only park them in logic behind a
+	// send that is not coming, holding admission places for nothing.
+	shedding bool
 }
 
 // Timer tags.
@@ -141,7 +147,7 @@ func (e *Entry) forward(env node.Env, c *conn, f wire.Frame) {
 		e.write(env, c.id, errorFrame(f.ReqID, f.Op, wire.ErrorCode_UNAVAILABLE, "no logic configured"))
 		return
 	}
-	if admitted[f.Op] && !e.admit.admit() {
+	if admitted[f.Op] && !e.admitFor(c) {
 		e.write(env, c.id, errorFrame(f.ReqID, f.Op, wire.ErrorCode_OVERLOADED, "entry is shedding load: resend later"))
 		return
 	}
@@ -197,6 +203,22 @@ func (e *Entry) onResponse(env node.Env, m *wire.ClientResponse) {
 		e.drop(env, c, "closed by logic")
 		env.Close(c.id)
 	}
+}
+
+// admitFor applies admission control to one request of c's session.
+func (e *Entry) admitFor(c *conn) bool {
+	if c.shedding && c.lane.Len() == 0 {
+		c.shedding = false // the refused round is over: try again
+	}
+	if c.shedding {
+		e.admit.refused++
+		return false
+	}
+	if !e.admit.admit() {
+		c.shedding = true
+		return false
+	}
+	return true
 }
 
 // release ends p's admission, learning from its round trip if answered.
