@@ -44,6 +44,13 @@ const (
 	AppendInflightMaxDefault = 2
 	// ReadInflightMaxDefault bounds the read requests of one queue in flight.
 	ReadInflightMaxDefault = 16
+	// QueueWaitMaxDefault bounds how long a request may wait in its queue
+	// before it is started: one that waited longer is answered OVERLOADED
+	// instead (nothing stored). Without it a queue that is long but under
+	// QueueMax delays answers past the callers' dasTimeout (1s), and callers
+	// read the busy das as dead: they retry elsewhere and multiply the load.
+	// Well under dasTimeout, so a busy das answers before a caller gives up.
+	QueueWaitMaxDefault = 300 * time.Millisecond
 	// StaleSyncBoundDefault is how far bugs.StaleSync's snapshot lags.
 	StaleSyncBoundDefault = 2 * time.Second
 	// deadlockRetryMax bounds the re-issues of one batch aborted by a deadlock.
@@ -65,12 +72,14 @@ type Config struct {
 	AppendInflightMax int           // per queue; 0 means AppendInflightMaxDefault
 	ReadInflightMax   int           // per queue; 0 means ReadInflightMaxDefault
 	StaleSyncBound    time.Duration // 0 means StaleSyncBoundDefault
+	QueueWaitMax      time.Duration // 0 means QueueWaitMaxDefault
 }
 
 // Stats are das counters, exported for metrics.
 type Stats struct {
 	QueueDepth      [businessCount]int    // waiting now, by wire.Business
-	Rejected        [businessCount]uint64 // OVERLOADED answers, by wire.Business
+	Rejected        [businessCount]uint64 // OVERLOADED answers, by wire.Business (queue full or waited too long)
+	Expired         uint64                // requests answered OVERLOADED after QueueWaitMax in a queue
 	BadRequests     uint64                // requests refused by validation or the store
 	Batches         uint64                // append transactions issued (first attempts)
 	BatchedAppends  uint64                // appends in those transactions
@@ -86,7 +95,8 @@ type Stats struct {
 type request struct {
 	from  node.Addr
 	req   *wire.StoreRequest
-	acked bool // bugs.AckBeforeCommit: the caller already has its answer
+	at    time.Time // when it was queued
+	acked bool      // bugs.AckBeforeCommit: the caller already has its answer
 }
 
 // queue is one business's bounded queue.
@@ -132,6 +142,9 @@ func New(cfg Config) *Das {
 	}
 	if cfg.StaleSyncBound <= 0 {
 		cfg.StaleSyncBound = StaleSyncBoundDefault
+	}
+	if cfg.QueueWaitMax <= 0 {
+		cfg.QueueWaitMax = QueueWaitMaxDefault
 	}
 	d := &Das{
 		cfg:      cfg,
@@ -182,7 +195,7 @@ func (d *Das) onRequest(env node.Env, req *wire.StoreRequest) {
 		env.Log().Warn("das: request without a valid reply_to", "reply_to", req.ReplyTo, "err", err)
 		return // nobody to answer
 	}
-	r := &request{from: from, req: req}
+	r := &request{from: from, req: req, at: env.Now()}
 	if err := validate(req); err != nil {
 		d.stats.BadRequests++
 		d.reply(env, r, failed(wire.ErrorCode_BAD_REQUEST, err))
@@ -207,6 +220,7 @@ func (d *Das) onRequest(env node.Env, req *wire.StoreRequest) {
 
 // dispatch starts as much of q's waiting work as its in-flight bounds allow.
 func (d *Das) dispatch(env node.Env, q *queue) {
+	d.expire(env, q)
 	for q.appendInflight < d.cfg.AppendInflightMax && len(q.appends) > 0 {
 		n := min(len(q.appends), store.AppendBatchMax)
 		batch := q.appends[:n:n]
@@ -227,6 +241,33 @@ func (d *Das) dispatch(env node.Env, q *queue) {
 		q.readInflight++
 		d.stats.Reads++
 		d.issue(env, &flight{q: q, reqs: []*request{r}, op: readOp(r.req)})
+	}
+}
+
+// expire answers OVERLOADED the requests that waited in q longer than
+// QueueWaitMax; they were never started, so nothing of them is stored
+// (an early-acked append under bugs.AckBeforeCommit keeps its lie).
+func (d *Das) expire(env node.Env, q *queue) {
+	now := env.Now()
+	keep := func(rs []*request) []*request {
+		kept := rs[:0]
+		for _, r := range rs {
+			if now.Sub(r.at) > d.cfg.QueueWaitMax && !r.acked {
+				d.stats.Expired++
+				d.stats.Rejected[q.business]++
+				d.reply(env, r, failed(wire.ErrorCode_OVERLOADED, fmt.Errorf("das: waited over %s in the %s queue", d.cfg.QueueWaitMax, q.business)))
+				continue
+			}
+			kept = append(kept, r)
+		}
+		clear(rs[len(kept):]) // no stale pointers past the kept ones
+		return kept
+	}
+	if len(q.appends) > 0 && now.Sub(q.appends[0].at) > d.cfg.QueueWaitMax {
+		q.appends = keep(q.appends)
+	}
+	if len(q.reads) > 0 && now.Sub(q.reads[0].at) > d.cfg.QueueWaitMax {
+		q.reads = keep(q.reads)
 	}
 }
 
