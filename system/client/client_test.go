@@ -810,3 +810,30 @@ func TestLongPollKicked(t *testing.T) {
 		t.Fatalf("login ops %+v, want the session and a KICKED end", logins)
 	}
 }
+
+// A login the server cannot serve now (presence down, overloaded, too many
+// connections) is retried after a backoff; only a refused token stops the
+// client. Found by the simulator's presence-outage run: a client that gave up
+// on UNAVAILABLE never received what was sent to it.
+func TestLoginUnavailableRetries(t *testing.T) {
+	for _, code := range []wire.ErrorCode{wire.ErrorCode_UNAVAILABLE, wire.ErrorCode_OVERLOADED, wire.ErrorCode_RATE_LIMITED, wire.ErrorCode_TIMEOUT} {
+		t.Run(code.String(), func(t *testing.T) {
+			c, e := New(tcpConfig()), newFakeEnv()
+			c.Start(e)
+			c.Handle(e, Connected{})
+			ws := e.take(t)
+			reply(t, c, e, ws[0].reqID, &wire.Error{Code: code, Op: uint32(wire.OpLogin)})
+			if c.Stopped() || e.hangups != 1 {
+				t.Fatalf("after login %s: stopped %v hangups %d, want running and 1 hangup", code, c.Stopped(), e.hangups)
+			}
+			c.Handle(e, Disconnected{Reason: "hung up"})
+			e.advance(c, time.Minute)
+			if len(e.dials) < 2 {
+				t.Fatalf("%d dials after login %s, want a redial", len(e.dials), code)
+			}
+			if logins := e.opsOf(check.KindLogin); len(logins) != 1 || logins[0].Error != code.String() {
+				t.Fatalf("login ops %+v, want one with error %s", logins, code)
+			}
+		})
+	}
+}

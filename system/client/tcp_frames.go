@@ -82,12 +82,22 @@ func (t *tcp) onError(env Env, req *tcpReq, e *wire.Error) {
 	switch {
 	case e.Code == wire.ErrorCode_KICKED:
 		t.c.onKick(env)
-	case op == wire.OpLogin || e.Code == wire.ErrorCode_UNAUTHENTICATED:
+	case e.Code == wire.ErrorCode_UNAUTHENTICATED:
 		call := env.Now().UnixNano()
 		if req != nil {
 			call = req.call
 		}
 		t.c.onLoginRejected(env, call, e.Code.String())
+	case op == wire.OpLogin:
+		// A login the server could not serve now (presence down, overloaded,
+		// too many connections): record it, hang up, and the reconnect
+		// path backs off and tries again. Only a refused token is final.
+		call := env.Now().UnixNano()
+		if req != nil {
+			call = req.call
+		}
+		t.c.recordLogin(env, call, e.Code.String())
+		t.hangup(env)
 	case op == wire.OpSend:
 		if req != nil {
 			t.c.onSendError(env, req.cseq, e.Code, req.round)
