@@ -51,6 +51,13 @@ const (
 	// read the busy das as dead: they retry elsewhere and multiply the load.
 	// Well under dasTimeout, so a busy das answers before a caller gives up.
 	QueueWaitMaxDefault = 300 * time.Millisecond
+	// BatchDurationMaxDefault bounds how long one group commit is expected
+	// to take: the batch size is capped at BatchDurationMax divided by the
+	// measured time per append (an average over recent transactions), so a
+	// store that slows down per row gets smaller batches and a caller's
+	// append is answered within QueueWaitMax + BatchDurationMax, well under
+	// dasTimeout. A store whose cost is per transaction keeps full batches.
+	BatchDurationMaxDefault = 200 * time.Millisecond
 	// StaleSyncBoundDefault is how far bugs.StaleSync's snapshot lags.
 	StaleSyncBoundDefault = 2 * time.Second
 	// deadlockRetryMax bounds the re-issues of one batch aborted by a deadlock.
@@ -73,6 +80,7 @@ type Config struct {
 	ReadInflightMax   int           // per queue; 0 means ReadInflightMaxDefault
 	StaleSyncBound    time.Duration // 0 means StaleSyncBoundDefault
 	QueueWaitMax      time.Duration // 0 means QueueWaitMaxDefault
+	BatchDurationMax  time.Duration // 0 means BatchDurationMaxDefault
 }
 
 // Stats are das counters, exported for metrics.
@@ -84,6 +92,7 @@ type Stats struct {
 	Batches         uint64                // append transactions issued (first attempts)
 	BatchedAppends  uint64                // appends in those transactions
 	BatchSizeMax    int                   // largest batch so far
+	BatchCap        int                   // batch size BatchDurationMax allows now
 	Reads           uint64                // read requests issued
 	DeadlockRetries uint64
 	Unknown         uint64 // store operations that timed out
@@ -118,6 +127,7 @@ type flight struct {
 	op        node.StoreOp
 	isAppend  bool
 	deadlocks int
+	started   time.Time
 }
 
 // Das is the storage access state machine.
@@ -127,7 +137,10 @@ type Das struct {
 	queues   [businessCount]*queue
 	inflight map[node.ReqID]*flight
 	seqCache map[string]uint64 // bugs.AckBeforeCommit only
-	stats    Stats
+	// perAppend is the average time per append of recent group commits
+	// (0 until one completes): it caps the batch size (BatchDurationMax).
+	perAppend time.Duration
+	stats     Stats
 }
 
 var _ node.Node = (*Das)(nil)
@@ -145,6 +158,9 @@ func New(cfg Config) *Das {
 	}
 	if cfg.QueueWaitMax <= 0 {
 		cfg.QueueWaitMax = QueueWaitMaxDefault
+	}
+	if cfg.BatchDurationMax <= 0 {
+		cfg.BatchDurationMax = BatchDurationMaxDefault
 	}
 	d := &Das{
 		cfg:      cfg,
@@ -165,6 +181,7 @@ func New(cfg Config) *Das {
 // Stats returns a copy of the counters.
 func (d *Das) Stats() Stats {
 	s := d.stats
+	s.BatchCap = d.batchMax()
 	for b, q := range d.queues {
 		s.QueueDepth[b] = q.depth()
 	}
@@ -222,7 +239,7 @@ func (d *Das) onRequest(env node.Env, req *wire.StoreRequest) {
 func (d *Das) dispatch(env node.Env, q *queue) {
 	d.expire(env, q)
 	for q.appendInflight < d.cfg.AppendInflightMax && len(q.appends) > 0 {
-		n := min(len(q.appends), store.AppendBatchMax)
+		n := min(len(q.appends), d.batchMax())
 		batch := q.appends[:n:n]
 		q.appends = q.appends[n:]
 		f := &flight{q: q, reqs: batch, isAppend: true, op: node.StoreOp{Append: make([]store.AppendReq, n)}}
@@ -272,7 +289,28 @@ func (d *Das) expire(env node.Env, q *queue) {
 }
 
 func (d *Das) issue(env node.Env, f *flight) {
+	f.started = env.Now()
 	d.inflight[env.Store(f.op)] = f
+}
+
+// batchMax is the largest group commit expected to finish within
+// BatchDurationMax at the measured time per append.
+func (d *Das) batchMax() int {
+	if d.perAppend <= 0 {
+		return store.AppendBatchMax
+	}
+	return int(min(max(int64(d.cfg.BatchDurationMax/d.perAppend), 1), store.AppendBatchMax))
+}
+
+// learnAppendTime folds a committed batch's time per append into the
+// average (weight 1/4: a few transactions to follow a change).
+func (d *Das) learnAppendTime(env node.Env, f *flight) {
+	per := env.Now().Sub(f.started) / time.Duration(len(f.reqs))
+	if d.perAppend == 0 {
+		d.perAppend = per
+		return
+	}
+	d.perAppend = (3*d.perAppend + per) / 4
 }
 
 func (d *Das) onCompletion(env node.Env, c node.Completion) {
@@ -290,6 +328,9 @@ func (d *Das) onCompletion(env node.Env, c node.Completion) {
 	}
 	switch c.Outcome {
 	case node.OK:
+		if f.isAppend {
+			d.learnAppendTime(env, f)
+		}
 		d.answerOK(env, f, c.Store)
 	case node.Unknown:
 		d.stats.Unknown++

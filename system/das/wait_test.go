@@ -1,6 +1,7 @@
 package das_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -35,5 +36,36 @@ func TestQueueWaitMax(t *testing.T) {
 	st := b.d.Stats()
 	if st.Expired != 1 || st.Rejected[wire.Business_BUSINESS_MESSAGE] != 1 || st.BatchedAppends != 2 {
 		t.Fatalf("stats: got expired=%d rejected=%d appended=%d, want 1 1 2", st.Expired, st.Rejected[wire.Business_BUSINESS_MESSAGE], st.BatchedAppends)
+	}
+}
+
+// The batch size follows the store's time per append: after a group
+// commit of 2 that took 100ms (50ms per append), BatchDurationMax 100ms
+// allows batches of 2, so 5 waiting appends go as 2, 2, 1.
+func TestBatchDurationMax(t *testing.T) {
+	b := newBench(t, das.Config{AppendInflightMax: 1, BatchDurationMax: 100 * time.Millisecond, QueueWaitMax: time.Hour})
+	b.c.HoldStores = nodetest.StoreAppends
+	b.request(appendReq(1)) // in flight alone
+	b.request(appendReq(2))
+	b.request(appendReq(3))
+	b.c.CompleteStore(nodetest.StoreAppends, nodetest.StoreApply) // instant: no timing learnt yet
+	b.c.Stabilize()
+	if got := len(b.c.Stores); got != 1 || len(b.c.Stores[0].Op.Append) != 2 {
+		t.Fatalf("second batch: got %d store ops, want one of 2", got)
+	}
+	for c := uint64(4); c <= 8; c++ {
+		b.request(appendReq(c))
+	}
+	b.c.Advance(100 * time.Millisecond)
+	var sizes []int
+	for len(b.c.Stores) > 0 {
+		b.c.CompleteStore(nodetest.StoreAppends, nodetest.StoreApply)
+		b.c.Stabilize()
+		if len(b.c.Stores) > 0 {
+			sizes = append(sizes, len(b.c.Stores[0].Op.Append))
+		}
+	}
+	if got := fmt.Sprint(sizes); got != "[2 2 1]" {
+		t.Fatalf("batch sizes after a slow commit: got %s, want [2 2 1]", got)
 	}
 }
