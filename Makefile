@@ -48,3 +48,16 @@ images:
 # every service, tears it down (also on failure).
 staging-test:
 	ZZIM_STAGING=1 $(GO) test -count=1 -timeout 15m -v -run '^TestStaging$$' ./docker/stagingtest
+
+# chaos-ci: a bounded slice of the chaos harness on real containers (needs
+# Docker and the images of docker/build.sh; about 3 minutes here): one
+# scenario that must pass, one bug switch the checkers must catch (exit 1).
+CHAOS_OUT ?= chaos-out
+.PHONY: chaos-ci
+chaos-ci:
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/zzim
+	TESTCONTAINERS_RYUK_DISABLED=true TESTCONTAINERS_HOST_OVERRIDE=localhost \
+		./$(BIN) chaos run logic-failover --out $(CHAOS_OUT)/logic-failover
+	TESTCONTAINERS_RYUK_DISABLED=true TESTCONTAINERS_HOST_OVERRIDE=localhost \
+		./$(BIN) chaos run ambiguous-commit --bug no-dedup --out $(CHAOS_OUT)/no-dedup; \
+		rc=$$?; if [ $$rc -ne 1 ]; then echo "chaos-ci: --bug no-dedup: got exit $$rc, want 1 (the checkers must catch it)"; exit 1; fi
