@@ -76,8 +76,12 @@ const (
 
 // Defaults and bounds.
 const (
-	DasTimeoutDefault     = time.Second
-	HoldTimeoutDefault    = 2 * time.Second
+	DasTimeoutDefault = time.Second
+	// HoldTimeoutDefault is well under entry's logicTimeout (2s): a send
+	// held behind its session's earlier ones must be answered (OUT_OF_ORDER,
+	// the client resends) before entry's attempt timer reads the wait as a
+	// dead logic and fails the session over, which multiplies the load.
+	HoldTimeoutDefault    = time.Second
 	AppendRetryMaxDefault = 8
 	SessionsMaxDefault    = 100000
 	HeldMaxDefault        = 64
