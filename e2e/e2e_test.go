@@ -156,7 +156,10 @@ func killLogic(t *testing.T, tc *testCluster, f *fleet, entries []string, poll c
 	}
 	for i := 0; i < users; i++ {
 		wg.Add(1)
-		go traffic(runners[fmt.Sprintf("u%d", i)], convsOf(i), 4*time.Millisecond)
+		// 60ms: under logic's per-user limit of 20 sends/s (a product
+		// limit since this test was written); at 4ms each user's backlog
+		// took longer to be accepted than the test waits.
+		go traffic(runners[fmt.Sprintf("u%d", i)], convsOf(i), 60*time.Millisecond)
 	}
 	wg.Add(1)
 	go traffic(runners["erin"], []string{"p:u0:erin:k", "p:u1:erin:k"}, 20*time.Millisecond)
