@@ -14,6 +14,8 @@ import (
 	"github.com/zzim/zzim/scenarios"
 	"github.com/zzim/zzim/system/bugs"
 	"github.com/zzim/zzim/system/client"
+	"github.com/zzim/zzim/system/entry"
+	"github.com/zzim/zzim/system/httpentry"
 	"github.com/zzim/zzim/system/logic"
 	"github.com/zzim/zzim/system/node"
 	"github.com/zzim/zzim/system/wire"
@@ -267,6 +269,19 @@ func (p *Plan) services(sc *scenarios.Scenario) *Services {
 				bs = businessesOf(split[c.Addr.Slot])
 			}
 			return logic.New(logic.Config{Topology: c.Topology, Bugs: c.Bugs, Businesses: bs})
+		}
+		// Entry and httpentry route each request within the slots serving
+		// its business: they get the same split.
+		perSlot := map[int][]logic.Business{}
+		for slot, set := range split {
+			perSlot[slot] = businessesOf(set)
+		}
+		sv.Node[node.RoleEntry] = func(c NodeConfig) node.Node {
+			return entry.New(entry.Config{Topology: c.Topology, Secret: c.Secret, LogicBusinesses: perSlot})
+		}
+		sv.Node[node.RoleHTTPEntry] = func(c NodeConfig) node.Node {
+			return httpentry.New(httpentry.Config{Topology: c.Topology, Secret: c.Secret, PlatformKey: c.PlatformKey,
+				LogicBusinesses: perSlot})
 		}
 	}
 	tracker := p.clients

@@ -41,9 +41,8 @@ type Config struct {
 	Bugs bugs.Set
 	// LogicBusinesses optionally restricts logic slot i to some businesses
 	// (the article's Login/Msg/Contact split); a missing slot serves all.
-	// Entry routes by user alone, so a user homed on a slot that does not
-	// serve an op gets UNAVAILABLE for it: the split is for deployments
-	// whose routing in front knows about it.
+	// Entry and httpentry get the same map and route each request within
+	// the group of slots serving its business.
 	LogicBusinesses map[int][]logic.Business
 	// Notifier receives extlogic's offline notifications (nil: dropped).
 	Notifier extlogic.Notifier
@@ -187,11 +186,12 @@ func (c *Config) NewNode(a node.Addr) func() node.Node {
 	topo := c.Topology
 	switch a.Role {
 	case node.RoleEntry:
-		ec := entry.Config{Topology: topo, Secret: c.Secret, LogicTimeout: c.LogicTimeout, PushAckTimeout: c.PushAckTimeout}
+		ec := entry.Config{Topology: topo, Secret: c.Secret, LogicTimeout: c.LogicTimeout, PushAckTimeout: c.PushAckTimeout,
+			LogicBusinesses: c.LogicBusinesses}
 		return func() node.Node { return entry.New(ec) }
 	case node.RoleHTTPEntry:
 		hc := httpentry.Config{Topology: topo, Secret: c.Secret, PlatformKey: c.PlatformKey,
-			LogicTimeout: c.LogicTimeout, PushAckTimeout: c.PushAckTimeout}
+			LogicTimeout: c.LogicTimeout, PushAckTimeout: c.PushAckTimeout, LogicBusinesses: c.LogicBusinesses}
 		return func() node.Node { return httpentry.New(hc) }
 	case node.RoleLogic:
 		lc := logic.Config{Topology: topo, Bugs: c.Bugs, Businesses: c.LogicBusinesses[a.Slot], DasTimeout: c.DasTimeout,

@@ -147,6 +147,10 @@ func (e *Entry) forward(env node.Env, c *conn, f wire.Frame) {
 		e.write(env, c.id, errorFrame(f.ReqID, f.Op, wire.ErrorCode_UNAVAILABLE, "no logic configured"))
 		return
 	}
+	if !e.router.Serves(f.Op) {
+		e.write(env, c.id, errorFrame(f.ReqID, f.Op, wire.ErrorCode_UNAVAILABLE, "no logic slot serves "+string(BusinessOf(f.Op))))
+		return
+	}
 	if admitted[f.Op] && !e.admitFor(c) {
 		e.write(env, c.id, errorFrame(f.ReqID, f.Op, wire.ErrorCode_OVERLOADED, "entry is shedding load: resend later"))
 		return
@@ -266,7 +270,7 @@ func (e *Entry) drop(env node.Env, c *conn, reason string) {
 	for _, p := range e.router.Drop(env, c.lane) {
 		e.release(env, p, false)
 	}
-	if t, ok := c.lane.Target(); ok {
+	if t, ok := e.router.SessionTarget(c.lane); ok {
 		env.Send(node.Addr{Role: node.RoleLogic, Slot: t}, &wire.SessionClosed{
 			Origin: &wire.Origin{Entry: env.Self().String(), Conn: uint64(c.id), EntryIncarnation: uint64(env.Incarnation())},
 			UserId: c.user,

@@ -13,6 +13,7 @@ package entry
 import (
 	"time"
 
+	"github.com/zzim/zzim/system/logic"
 	"github.com/zzim/zzim/system/node"
 	"github.com/zzim/zzim/system/wire"
 )
@@ -59,6 +60,10 @@ type Config struct {
 	PendingMax       int
 	PushesPendingMax int
 	AttemptsMax      int // per request; AttemptsMaxDefault
+	// LogicBusinesses restricts logic slot i to some businesses (the same
+	// map logic's slots are configured with); requests are routed within
+	// the group of slots serving their business. Nil: every slot serves all.
+	LogicBusinesses map[int][]logic.Business
 
 	// Admission control (admit.go): zero values take the Admit*Default.
 	AdmitRTTTarget time.Duration
@@ -152,7 +157,7 @@ func New(cfg Config) *Entry {
 	return &Entry{
 		Member:    m,
 		cfg:       cfg,
-		router:    &Router{Views: m.Views, AttemptTimeout: cfg.LogicTimeout, AttemptsMax: cfg.AttemptsMax},
+		router:    &Router{Views: m.Views, AttemptTimeout: cfg.LogicTimeout, AttemptsMax: cfg.AttemptsMax, Businesses: cfg.LogicBusinesses},
 		admit:     newAdmission(&cfg),
 		conns:     map[node.ConnID]*conn{},
 		userConns: map[string]int{},
@@ -260,7 +265,7 @@ func (e *Entry) onLogicDown(env node.Env, peer node.Addr) {
 		if c.lane == nil {
 			continue // not logged in yet: nothing routed to logic
 		}
-		if t, ok := c.lane.Target(); ok && t == peer.Slot && c.lane.Len() > 0 {
+		if c.lane.Uses(peer.Slot) {
 			e.timedOut(env, c, e.router.Settle(env, c.lane))
 		}
 	}

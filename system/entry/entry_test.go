@@ -79,12 +79,12 @@ func (h *harness) login(conn node.ConnID, user string) []any {
 
 func (h *harness) respond(from int, req *wire.ClientRequest, op wire.Op, body proto.Message, closeConn bool) []any {
 	b, _ := proto.Marshal(body)
-	return h.handle(node.Recv{From: logic(from), Msg: &wire.ClientResponse{
+	return h.handle(node.Recv{From: logicAt(from), Msg: &wire.ClientResponse{
 		Origin: req.Origin, Op: uint32(op), ReqId: req.ReqId, Body: b, UserId: req.UserId, Close: closeConn,
 	}})
 }
 
-func logic(slot int) node.Addr { return node.Addr{Role: node.RoleLogic, Slot: slot} }
+func logicAt(slot int) node.Addr { return node.Addr{Role: node.RoleLogic, Slot: slot} }
 
 type forwardedReq struct {
 	to  node.Addr
@@ -191,7 +191,7 @@ func TestLoginHandshake(t *testing.T) {
 				t.Fatalf("got %d forwarded requests, want 1", len(reqs))
 			}
 			r := reqs[0]
-			if want := logic(route.Home("alice", logicSlots)); r.to != want {
+			if want := logicAt(route.Home("alice", logicSlots)); r.to != want {
 				t.Errorf("got target %v, want home %v", r.to, want)
 			}
 			if r.req.UserId != "alice" || r.req.DeviceId != "phone" || wire.Op(r.req.Op) != wire.OpLogin || r.req.ReqId != 7 {
@@ -342,8 +342,8 @@ func TestFailoverAndFailback(t *testing.T) {
 	for id := uint32(2); id <= 3; id++ {
 		first = append(first, requests(h.frame(1, wire.OpSend, id, &wire.Send{Cseq: uint64(id)}))...)
 	}
-	if got := targets(first); len(got) != 1 || !got[logic(x)] {
-		t.Fatalf("got targets %v, want only home %v", got, logic(x))
+	if got := targets(first); len(got) != 1 || !got[logicAt(x)] {
+		t.Fatalf("got targets %v, want only home %v", got, logicAt(x))
 	}
 
 	eff := h.advance(LogicTimeoutDefault) // logic-x hangs
@@ -351,12 +351,12 @@ func TestFailoverAndFailback(t *testing.T) {
 	if got, want := fmt.Sprint(reqIDs(moved)), "[1 2 3]"; got != want {
 		t.Fatalf("got resent reqIDs %s, want %s in order", got, want)
 	}
-	if got := targets(moved); len(got) != 1 || !got[logic((x+1)%logicSlots)] {
-		t.Fatalf("got targets %v, want only %v", got, logic((x+1)%logicSlots))
+	if got := targets(moved); len(got) != 1 || !got[logicAt((x+1)%logicSlots)] {
+		t.Fatalf("got targets %v, want only %v", got, logicAt((x+1)%logicSlots))
 	}
 	// A new request follows the session to its new target.
-	if r := requests(h.frame(1, wire.OpSend, 4, &wire.Send{Cseq: 4})); len(r) != 1 || r[0].to != logic((x+1)%logicSlots) {
-		t.Fatalf("got %v, want reqID 4 to %v", r, logic((x+1)%logicSlots))
+	if r := requests(h.frame(1, wire.OpSend, 4, &wire.Send{Cseq: 4})); len(r) != 1 || r[0].to != logicAt((x+1)%logicSlots) {
+		t.Fatalf("got %v, want reqID 4 to %v", r, logicAt((x+1)%logicSlots))
 	}
 	// logic-(x+1) answers LOGIN.
 	if fs := framesTo(h.respond((x+1)%logicSlots, moved[0].req, wire.OpLoginAck, &wire.LoginAck{UserId: user}, false), 1); len(fs) != 1 || fs[0].Op != wire.OpLoginAck {
@@ -368,8 +368,8 @@ func TestFailoverAndFailback(t *testing.T) {
 	if got, want := fmt.Sprint(reqIDs(back)), "[2 3 4]"; got != want {
 		t.Fatalf("got fail-back reqIDs %s, want %s in order", got, want)
 	}
-	if got := targets(back); len(got) != 1 || !got[logic(x)] {
-		t.Fatalf("got targets %v, want only home %v", got, logic(x))
+	if got := targets(back); len(got) != 1 || !got[logicAt(x)] {
+		t.Fatalf("got targets %v, want only home %v", got, logicAt(x))
 	}
 
 	// The old target answers reqID 2 late: still pending, so it is written.
@@ -394,11 +394,11 @@ func TestLogicRestartKeepsConnections(t *testing.T) {
 	h.login(1, userWithHome(x))
 	h.login(2, userWithHome(2))
 	var eff []any
-	eff = append(eff, h.handle(node.LinkDown{Peer: logic(x)})...)
-	if r := requests(eff); len(r) != 1 || r[0].to != logic(x+1) || r[0].req.ReqId != 1 {
-		t.Fatalf("got %v, want the pending LOGIN resent to %v", r, logic(x+1))
+	eff = append(eff, h.handle(node.LinkDown{Peer: logicAt(x)})...)
+	if r := requests(eff); len(r) != 1 || r[0].to != logicAt(x+1) || r[0].req.ReqId != 1 {
+		t.Fatalf("got %v, want the pending LOGIN resent to %v", r, logicAt(x+1))
 	}
-	eff = append(eff, h.handle(node.LinkUp{Peer: logic(x)})...)
+	eff = append(eff, h.handle(node.LinkUp{Peer: logicAt(x)})...)
 	eff = append(eff, h.advance(time.Minute)...)
 	if got := closed(eff); len(got) != 0 {
 		t.Fatalf("got closes %v, want none", got)
@@ -470,7 +470,7 @@ func pushOf(t *testing.T, f wire.Frame) *wire.Push {
 func TestPushAckClears(t *testing.T) {
 	h := newHarness(t, nil)
 	h.login(1, "bob")
-	eff := h.handle(node.Recv{From: logic(2), Msg: pushReq("bob", 1, 1, 5, 6)})
+	eff := h.handle(node.Recv{From: logicAt(2), Msg: pushReq("bob", 1, 1, 5, 6)})
 	fs := framesTo(eff, 1)
 	if len(fs) != 1 {
 		t.Fatalf("got %d frames, want 1 PUSH", len(fs))
@@ -507,7 +507,7 @@ func TestPushFailed(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			h := newHarness(t, nil)
 			h.login(1, "bob")
-			eff := h.handle(node.Recv{From: logic(2), Msg: c.target(h)})
+			eff := h.handle(node.Recv{From: logicAt(2), Msg: c.target(h)})
 			if c.after != nil {
 				if n := len(sentOf[*wire.PushFailed](eff)); n != 0 {
 					t.Fatalf("got %d PushFailed at once, want 0", n)
@@ -520,7 +520,7 @@ func TestPushFailed(t *testing.T) {
 					failed = append(failed, s)
 				}
 			}
-			if len(failed) != 1 || failed[0].To != logic(2) {
+			if len(failed) != 1 || failed[0].To != logicAt(2) {
 				t.Fatalf("got %v, want one PushFailed to logic-2", failed)
 			}
 			pf := failed[0].Msg.(*wire.PushFailed)
@@ -535,9 +535,9 @@ func TestSlowConsumerClosed(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.PushesPendingMax = 2 })
 	h.login(1, "bob")
 	h.login(2, "carol")
-	h.handle(node.Recv{From: logic(2), Msg: pushReq("bob", 1, 1, 1)})
-	h.handle(node.Recv{From: logic(2), Msg: pushReq("bob", 1, 1, 2)})
-	eff := h.handle(node.Recv{From: logic(2), Msg: pushReq("bob", 1, 1, 3)})
+	h.handle(node.Recv{From: logicAt(2), Msg: pushReq("bob", 1, 1, 1)})
+	h.handle(node.Recv{From: logicAt(2), Msg: pushReq("bob", 1, 1, 2)})
+	eff := h.handle(node.Recv{From: logicAt(2), Msg: pushReq("bob", 1, 1, 3)})
 	if got(closed(eff)) != "[1]" {
 		t.Fatalf("got closes %v, want [1]", closed(eff))
 	}
@@ -559,11 +559,11 @@ func TestKickClosesOnlyKicked(t *testing.T) {
 	h := newHarness(t, nil)
 	h.login(1, "bob")
 	h.login(2, "bob")
-	stale := h.handle(node.Recv{From: logic(0), Msg: &wire.KickRequest{Target: &wire.PushTarget{UserId: "bob", Conn: 1, EntryIncarnation: 7}}})
+	stale := h.handle(node.Recv{From: logicAt(0), Msg: &wire.KickRequest{Target: &wire.PushTarget{UserId: "bob", Conn: 1, EntryIncarnation: 7}}})
 	if len(stale) != 0 {
 		t.Fatalf("got %v for a kick of another incarnation, want nothing", nodetest.Describe(stale))
 	}
-	eff := h.handle(node.Recv{From: logic(0), Msg: &wire.KickRequest{Target: &wire.PushTarget{UserId: "bob", Conn: 1, EntryIncarnation: 1}, Reason: "newer login"}})
+	eff := h.handle(node.Recv{From: logicAt(0), Msg: &wire.KickRequest{Target: &wire.PushTarget{UserId: "bob", Conn: 1, EntryIncarnation: 1}, Reason: "newer login"}})
 	fs := framesTo(eff, 1)
 	if len(fs) != 1 || fs[0].Op != wire.OpKick {
 		t.Fatalf("got frames %v, want KICK", fs)
@@ -591,7 +591,7 @@ func TestLinkDownWithUnauthenticatedConnection(t *testing.T) {
 	h := newHarness(t, nil)
 	h.handle(node.ClientConnect{Conn: 7, Remote: "test"})
 	h.login(1, userWithHome(0))
-	eff := h.handle(node.LinkDown{Peer: logic(0)})
+	eff := h.handle(node.LinkDown{Peer: logicAt(0)})
 	if got := closed(eff); len(got) != 0 {
 		t.Fatalf("got closes %v, want none", got)
 	}

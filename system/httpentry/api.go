@@ -175,6 +175,9 @@ func (h *HTTPEntry) forward(env node.Env, s *session, conn node.ConnID, op wire.
 	case h.router.Views.Slots(node.RoleLogic) == 0:
 		h.replyError(env, conn, wire.ErrorCode_UNAVAILABLE, "no logic configured")
 		return
+	case !h.router.Serves(op):
+		h.replyError(env, conn, wire.ErrorCode_UNAVAILABLE, "no logic slot serves "+string(entry.BusinessOf(op)))
+		return
 	case len(h.calls) >= h.cfg.RequestsMax:
 		h.overloaded(env, conn, "too many requests waiting")
 		return
@@ -292,7 +295,7 @@ func (h *HTTPEntry) settleAll(env node.Env, slot int) {
 		if s.lane.Len() == 0 {
 			continue
 		}
-		if t, _ := s.lane.Target(); slot >= 0 && t != slot {
+		if slot >= 0 && !s.lane.Uses(slot) {
 			continue
 		}
 		h.exhausted(env, h.router.Settle(env, s.lane))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/zzim/zzim/system/entry"
+	"github.com/zzim/zzim/system/logic"
 	"github.com/zzim/zzim/system/node"
 	"github.com/zzim/zzim/system/wire"
 )
@@ -74,6 +75,11 @@ type Config struct {
 	RequestsMax    int
 	PendingMax     int
 	PublishesMax   int
+
+	// LogicBusinesses restricts logic slot i to some businesses (the same
+	// map logic's slots are configured with); requests are routed within
+	// the group of slots serving their business. Nil: every slot serves all.
+	LogicBusinesses map[int][]logic.Business
 }
 
 func (c *Config) fill() {
@@ -164,7 +170,7 @@ func New(cfg Config) *HTTPEntry {
 	return &HTTPEntry{
 		Member:    m,
 		cfg:       cfg,
-		router:    &entry.Router{Views: m.Views, AttemptTimeout: cfg.LogicTimeout},
+		router:    &entry.Router{Views: m.Views, AttemptTimeout: cfg.LogicTimeout, Businesses: cfg.LogicBusinesses},
 		sessions:  map[string]*session{},
 		calls:     map[uint32]*call{},
 		callConns: map[node.ConnID]uint32{},

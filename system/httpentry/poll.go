@@ -262,7 +262,7 @@ func (h *HTTPEntry) endSession(env node.Env, s *session, code wire.ErrorCode, re
 	held = append(held, s.buffer...)
 	s.buffer = nil
 	h.failItems(env, s.user, held, reason)
-	target, hasTarget := s.lane.Target()
+	target, hasTarget := h.router.SessionTarget(s.lane)
 	for _, p := range h.router.Drop(env, s.lane) {
 		if c := h.calls[p.Req.ReqId]; c != nil {
 			h.finish(env, c)
