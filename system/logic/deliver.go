@@ -45,6 +45,7 @@ func (l *Logic) deliverTo(env node.Env, user string, msg *wire.ChatMessage) {
 		}
 		pe := c.Presence.Found[0]
 		l.stats.Pushes++
+		l.rememberPush(env, pe.Entry, user, msg)
 		env.Send(pe.Entry, &wire.PushRequest{
 			Targets:  []*wire.PushTarget{{UserId: user, Conn: uint64(pe.Conn), EntryIncarnation: uint64(pe.Incarnation)}},
 			Messages: []*wire.ChatMessage{msg},

@@ -140,23 +140,24 @@ type Config struct {
 // Stats are logic counters, exported for metrics and the simulator's
 // exercised counters.
 type Stats struct {
-	Sends              uint64 // SEND requests accepted for processing
-	Acks               uint64 // SEND_ACKs (one per commit, whatever the waiters)
-	Retries            uint64 // append attempts after an unknown outcome
-	Unknown            uint64 // unknown append outcomes (das UNKNOWN, timeout, link down)
-	Duplicates         uint64 // appends the store answered as duplicates: an earlier attempt, whose outcome a caller never learnt, had committed
-	Failovers          uint64 // retries sent to another das slot than the previous attempt
-	Held               uint64 // sends that had to wait for an earlier cseq
-	RejectedOutOfOrder uint64 // OUT_OF_ORDER answers
-	Rejected           uint64 // other SEND errors after validation (OVERLOADED, TIMEOUT, ...)
-	RateLimited        uint64 // SENDs refused RATE_LIMITED (also counted in Rejected)
-	Pushes             uint64 // PushRequests sent
-	OfflinePublishes   uint64 // OfflineWork publishes
-	SentEvents         uint64 // MessageSent publishes
-	SentEventsSkipped  uint64 // MessageSent not published: the conversation's was recent
-	Kicks              uint64
-	Sessions           int // FIFO sessions held now
-	SessionsEvicted    uint64
+	Sends               uint64 // SEND requests accepted for processing
+	Acks                uint64 // SEND_ACKs (one per commit, whatever the waiters)
+	Retries             uint64 // append attempts after an unknown outcome
+	Unknown             uint64 // unknown append outcomes (das UNKNOWN, timeout, link down)
+	Duplicates          uint64 // appends the store answered as duplicates: an earlier attempt, whose outcome a caller never learnt, had committed
+	Failovers           uint64 // retries sent to another das slot than the previous attempt
+	Held                uint64 // sends that had to wait for an earlier cseq
+	RejectedOutOfOrder  uint64 // OUT_OF_ORDER answers
+	Rejected            uint64 // other SEND errors after validation (OVERLOADED, TIMEOUT, ...)
+	RateLimited         uint64 // SENDs refused RATE_LIMITED (also counted in Rejected)
+	Pushes              uint64 // PushRequests sent
+	OfflinePublishes    uint64 // OfflineWork publishes
+	SentEvents          uint64 // MessageSent publishes
+	SentEventsSkipped   uint64 // MessageSent not published: the conversation's was recent
+	PushesLostWithEntry uint64 // pushes sent to an entry whose link then went down: offline path
+	Kicks               uint64
+	Sessions            int // FIFO sessions held now
+	SessionsEvicted     uint64
 }
 
 // Logic is the logic state machine.
@@ -175,7 +176,8 @@ type Logic struct {
 	deps     map[node.ReqID]func(node.Env, node.Completion) // presence and publish requests
 	limiter  *limiter
 	touches  *touches
-	localSeq map[string]uint64 // bugs.LogicLocalSeq only
+	recent   map[node.Addr]*recentPushes // pushes per entry, for LinkDown
+	localSeq map[string]uint64           // bugs.LogicLocalSeq only
 	stats    Stats
 }
 
@@ -220,6 +222,7 @@ func New(cfg Config) *Logic {
 		localSeq: map[string]uint64{},
 		limiter:  newLimiter(cfg.SendRatePerSecond, cfg.SendBurst, cfg.RateBucketsMax),
 		touches:  newTouches(cfg.ContactTouchInterval, cfg.ContactTouchesMax),
+		recent:   map[node.Addr]*recentPushes{},
 	}
 	if len(cfg.Businesses) == 0 {
 		cfg.Businesses = []Business{BusinessLogin, BusinessMsg, BusinessContact}
@@ -257,8 +260,11 @@ func (l *Logic) Handle(env node.Env, ev node.Event) {
 		}
 		// Other completions (registry, untracked) need nothing.
 	case node.LinkDown:
-		if ev.Peer.Role == node.RoleDas {
+		switch ev.Peer.Role {
+		case node.RoleDas:
 			l.onDasDown(env, ev.Peer)
+		case node.RoleEntry, node.RoleHTTPEntry:
+			l.onEntryDown(env, ev.Peer)
 		}
 	}
 }

@@ -392,3 +392,24 @@ func TestBusinessSplit(t *testing.T) {
 		t.Fatalf("send at a login-only logic: got %s, want UNAVAILABLE", got)
 	}
 }
+
+// An entry that dies cannot report PushFailed: logic takes the offline path
+// for the pushes it sent there within the window when the link goes down.
+func TestPushesLostWithEntryGoOffline(t *testing.T) {
+	w := newWorld(t, noBugs, nil)
+	alice := w.entry.Client("alice", "phone")
+	bob := w.entry.Client("bob", "tablet")
+	w.login(bob, logic1)
+	send(alice, logic0, 1, 1)
+	w.c.Stabilize()
+	if got := bob.Pushes(); len(got) != 1 {
+		t.Fatalf("pushes to bob: got %d, want 1", len(got))
+	}
+	wantPublished(t, w, mq.OfflinePrefix+"bob", fmt.Sprintf("off:%s:1:bob", conv), 0)
+	w.c.LinkDown(logic0, entry0)
+	w.c.Stabilize()
+	wantPublished(t, w, mq.OfflinePrefix+"bob", fmt.Sprintf("off:%s:1:bob", conv), 1)
+	if got := w.logics[0].Stats().PushesLostWithEntry; got != 1 {
+		t.Fatalf("PushesLostWithEntry: got %d, want 1", got)
+	}
+}
