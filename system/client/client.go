@@ -24,6 +24,7 @@ type Stats struct {
 	SendErrors       int // sends failed definitively
 	Resends          int // sends written again (reconnect, go-back-N, timeout)
 	GoBackN          int // go-back-N restarts
+	WindowCuts       int // send window cut to one after RATE_LIMITED or OVERLOADED
 	Timeouts         int // requests unanswered within RequestTimeout
 	Pushes           int // PUSH frames / non-empty polls received
 	Syncs            int // syncs issued
@@ -99,8 +100,14 @@ type Client struct {
 	sends         []*pendingSend
 	round         uint64 // bumped on go-back-N and on each session: older rounds' errors are stale
 	paused        bool   // a go-back-N backoff is running
-	resendAttempt int
-	acked         ackMemory
+	resendAttempt int    // consecutive go-back-N rounds without an ack: the backoff's exponent
+	// sendWindow is how many sends may be in flight now (at most the
+	// transport's window): cut to sendWindowRejected when the server
+	// refuses a send for load, grown by one per ack (slow start), so a
+	// refused burst is resent a little at a time rather than a whole
+	// window per round.
+	sendWindow int
+	acked      ackMemory
 
 	convs        map[string]*conv
 	syncQueue    []string // conversations waiting for a sync slot; each at most once
@@ -122,6 +129,7 @@ func New(cfg Config) *Client {
 	} else {
 		c.tr = newTCP(c)
 	}
+	c.sendWindow = c.tr.window()
 	return c
 }
 

@@ -213,11 +213,25 @@ func TestSendErrors(t *testing.T) {
 		errs      map[uint64]wire.ErrorCode // cseq → error answering it
 		resent    []floorCseq
 		sendError string // error recorded for cseq 1
+		// afterAck: written when the first resent one is acknowledged
+		// (nil: not checked).
+		afterAck []floorCseq
+		order    []uint64 // answer order (nil: by cseq)
 	}{
 		{
-			name:   "overloaded then out of order goes back to the first",
-			errs:   map[uint64]wire.ErrorCode{1: wire.ErrorCode_OVERLOADED, 2: wire.ErrorCode_OUT_OF_ORDER, 3: wire.ErrorCode_OUT_OF_ORDER},
-			resent: []floorCseq{{1, 1}, {2, 1}, {3, 1}},
+			// Refused for load: only the first goes again, then the
+			// window widens by one per ack.
+			name:     "overloaded then out of order goes back to the first, alone",
+			errs:     map[uint64]wire.ErrorCode{1: wire.ErrorCode_OVERLOADED, 2: wire.ErrorCode_OUT_OF_ORDER, 3: wire.ErrorCode_OUT_OF_ORDER},
+			resent:   []floorCseq{{1, 1}},
+			afterAck: []floorCseq{{2, 2}, {3, 2}},
+		},
+		{
+			name:     "rate limited after an out of order still resends the first alone",
+			errs:     map[uint64]wire.ErrorCode{2: wire.ErrorCode_OUT_OF_ORDER, 1: wire.ErrorCode_RATE_LIMITED},
+			order:    []uint64{2, 1},
+			resent:   []floorCseq{{1, 1}},
+			afterAck: []floorCseq{{2, 2}, {3, 2}},
 		},
 		{
 			name:   "out of order alone",
@@ -240,7 +254,11 @@ func TestSendErrors(t *testing.T) {
 				}
 			}
 			reqs := sendReqs(e.take(t))
-			for cseq := uint64(1); cseq <= 3; cseq++ {
+			order := tt.order
+			if order == nil {
+				order = []uint64{1, 2, 3}
+			}
+			for _, cseq := range order {
 				if code, ok := tt.errs[cseq]; ok {
 					reply(t, c, e, reqs[cseq], &wire.Error{Code: code, Op: uint32(wire.OpSend), Cseq: cseq})
 				}
@@ -270,6 +288,12 @@ func TestSendErrors(t *testing.T) {
 			}
 			if got != tt.sendError {
 				t.Fatalf("send 1 recorded error %q, want %q", got, tt.sendError)
+			}
+			if tt.afterAck != nil {
+				ack(t, c, e, sendReqs(ws)[1], 1, 1)
+				if got := floors(sendsOf(e.take(t))); fmt.Sprint(got) != fmt.Sprint(tt.afterAck) {
+					t.Fatalf("after the ack wrote (cseq, floor) %v, want %v", got, tt.afterAck)
+				}
 			}
 		})
 	}

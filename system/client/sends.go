@@ -59,13 +59,21 @@ func (c *Client) Send(env Env, convID, body string) (string, error) {
 	return s.clientMsgID, nil
 }
 
+// sendWindowRejected is the send window after the server refused a send
+// for load (RATE_LIMITED, OVERLOADED): one send probes whether it accepts
+// again; each ack then widens the window by one (slow start, doubling per
+// round trip) back to the transport's. A full window would be refused
+// again behind the first send: logic rejects the later ones OUT_OF_ORDER
+// once one is rejected (go-back-N), so it is work for nothing.
+const sendWindowRejected = 1
+
 // pump writes the sends in the window that are not yet written in this
 // round. Each carries ack_floor = the first unacknowledged cseq.
 func (c *Client) pump(env Env) {
 	if !c.online || c.paused || c.stopped || len(c.sends) == 0 {
 		return
 	}
-	n := min(len(c.sends), c.tr.window())
+	n := min(len(c.sends), c.tr.window(), c.sendWindow)
 	floor := c.sends[0].cseq
 	for _, s := range c.sends[:n] {
 		if s.written {
@@ -146,6 +154,7 @@ func (c *Client) onSendAck(env Env, cseq, seq uint64) {
 	c.acked.add(cseq, seq)
 	c.stats.Acks++
 	c.resendAttempt = 0
+	c.sendWindow = min(c.sendWindow+1, c.tr.window())
 	c.recordSendAck(env, s, seq)
 	c.holdOwn(env, s, seq)
 	if c.cfg.OnSendDone != nil {
@@ -167,10 +176,23 @@ func (c *Client) onSendError(env Env, cseq uint64, code wire.ErrorCode, round ui
 	default:
 		// OUT_OF_ORDER, OVERLOADED, RATE_LIMITED, TIMEOUT, UNAVAILABLE, and
 		// anything unexpected: resending is safe, sends are idempotent.
+		if code == wire.ErrorCode_RATE_LIMITED || code == wire.ErrorCode_OVERLOADED {
+			// Refused for load, in this round or an abandoned one: resend
+			// little until acks show the server takes sends again.
+			c.cutWindow()
+		}
 		if round != c.round {
 			return // this round was already abandoned
 		}
 		c.goBackN(env)
+	}
+}
+
+// cutWindow shrinks the send window to sendWindowRejected.
+func (c *Client) cutWindow() {
+	if c.sendWindow > sendWindowRejected {
+		c.sendWindow = sendWindowRejected
+		c.stats.WindowCuts++
 	}
 }
 
