@@ -87,6 +87,9 @@ func (p *MemPresence) Do(_ context.Context, op node.PresenceOp) (node.PresenceRe
 	return res, nil
 }
 
+// ViewRefresh is how often a registry watch repeats unchanged views.
+const ViewRefresh = 5 * time.Second
+
 // MemRegistry is a registry of slot keys with TTLs.
 type MemRegistry struct {
 	mu   sync.Mutex
@@ -120,7 +123,14 @@ func (r *MemRegistry) Watch(ctx context.Context, slots map[node.Role]int, fn fun
 	last := map[node.Role]string{}
 	t := time.NewTicker(poll)
 	defer t.Stop()
+	lastRefresh := time.Now()
 	for {
+		// Repeat every view every ViewRefresh (see natsdeps.ViewRefresh:
+		// callers' own dead marks are corrected by the registry's word).
+		if time.Since(lastRefresh) >= ViewRefresh {
+			lastRefresh = time.Now()
+			last = map[node.Role]string{}
+		}
 		r.mu.Lock()
 		now := time.Now()
 		for _, role := range node.Roles {

@@ -27,6 +27,9 @@ import (
 	"github.com/zzim/zzim/system/node"
 )
 
+// ViewRefreshDefault is how often Watch repeats every role's view.
+const ViewRefreshDefault = 5 * time.Second
+
 // RegistryBucket is the KV bucket of slot keys ("<role>.<slot>").
 const RegistryBucket = "zzim_registry"
 
@@ -55,13 +58,14 @@ func StartEmbedded(dir string, port int) (*server.Server, string, error) {
 
 // Deps holds one NATS connection and the queue and registry on it.
 type Deps struct {
-	nc       *nats.Conn
-	js       jetstream.JetStream
-	kv       jetstream.KeyValue
-	regTTL   time.Duration
-	ackWait  time.Duration
-	mu       sync.Mutex
-	consumer map[string]jetstream.Consumer
+	nc          *nats.Conn
+	js          jetstream.JetStream
+	kv          jetstream.KeyValue
+	regTTL      time.Duration
+	ackWait     time.Duration
+	viewRefresh time.Duration
+	mu          sync.Mutex
+	consumer    map[string]jetstream.Consumer
 	// acks carries async publishes' futures, in publish order, to the one
 	// goroutine that waits for them (acks come back in order).
 	acks chan pendingAck
@@ -90,13 +94,18 @@ type Options struct {
 	RegistryTTL time.Duration
 	// AckWait overrides the consumers' AckWait (mq defaults otherwise).
 	AckWait time.Duration
-	Name    string
+	// ViewRefresh: how often Watch repeats unchanged views (ViewRefreshDefault if 0).
+	ViewRefresh time.Duration
+	Name        string
 }
 
 // Connect dials url and creates (or updates) the streams and the registry bucket.
 func Connect(ctx context.Context, url string, o Options) (*Deps, error) {
 	if o.RegistryTTL == 0 {
 		o.RegistryTTL = node.RegistryTTLDefault
+	}
+	if o.ViewRefresh == 0 {
+		o.ViewRefresh = ViewRefreshDefault
 	}
 	nc, err := nats.Connect(url, nats.Name(o.Name), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 	if err != nil {
@@ -108,7 +117,7 @@ func Connect(ctx context.Context, url string, o Options) (*Deps, error) {
 		nc.Close()
 		return nil, fmt.Errorf("nats: jetstream: %w", err)
 	}
-	d := &Deps{nc: nc, js: js, regTTL: o.RegistryTTL, ackWait: o.AckWait, consumer: map[string]jetstream.Consumer{},
+	d := &Deps{nc: nc, js: js, regTTL: o.RegistryTTL, ackWait: o.AckWait, viewRefresh: o.ViewRefresh, consumer: map[string]jetstream.Consumer{},
 		acks: make(chan pendingAck, PublishAsyncMaxPending), stop: make(chan struct{})}
 	if err := d.setup(ctx); err != nil {
 		nc.Close()
@@ -286,10 +295,27 @@ func (d *Deps) Watch(ctx context.Context, slots map[node.Role]int, fn func(node.
 		}
 	}
 	initial := true
+	// Views are also repeated every ViewRefresh, unchanged or not: a caller
+	// that marked a slot dead on its own (timeouts across a partition that
+	// left the registry untouched) learns from the registry again that the
+	// slot is alive, and fails back. Without it, such a caller keeps the
+	// slot's users elsewhere until the slot's key happens to change (found by
+	// the chaos harness's partition-entry-logic).
+	refresh := time.NewTicker(d.viewRefresh)
+	defer refresh.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-refresh.C:
+			if initial {
+				continue
+			}
+			for _, r := range node.Roles {
+				if a := alive[r]; a != nil {
+					fn(node.View{Role: r, Alive: append([]bool(nil), a...)})
+				}
+			}
 		case e, ok := <-w.Updates():
 			if !ok {
 				return errors.New("nats: registry watch closed")

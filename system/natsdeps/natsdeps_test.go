@@ -140,3 +140,26 @@ func TestPublishAsync(t *testing.T) {
 		t.Fatalf("stored messages: got %d, want %d (duplicates stored once)", got, n)
 	}
 }
+
+// Unchanged views are repeated, so a caller's own dead marks are corrected.
+func TestRegistryViewsRepeat(t *testing.T) {
+	d := start(t, Options{RegistryTTL: 10 * time.Second, ViewRefresh: 200 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.Put(ctx, node.Addr{Role: node.RoleLogic, Slot: 0}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	views := make(chan node.View, 64)
+	go d.Watch(ctx, map[node.Role]int{node.RoleLogic: 1}, func(v node.View) { views <- v })
+	alive := 0
+	for alive < 3 {
+		select {
+		case v := <-views:
+			if v.Role == node.RoleLogic && v.Alive[0] {
+				alive++
+			}
+		case <-ctx.Done():
+			t.Fatalf("got %d views of the alive slot, want 3 (repeated)", alive)
+		}
+	}
+}
