@@ -17,10 +17,8 @@ import (
 // and lists). Beyond it a request is refused with ErrBusy.
 const pollReqsMax = 1024
 
-var (
-	jsonOut = protojson.MarshalOptions{UseProtoNames: true}
-	jsonIn  = protojson.UnmarshalOptions{DiscardUnknown: true}
-)
+// Requests are encoded with wire.MarshalJSON (deterministic bytes).
+var jsonIn = protojson.UnmarshalOptions{DiscardUnknown: true}
 
 // httpReq is what the client remembers of one HTTP request.
 type httpReq struct {
@@ -67,7 +65,7 @@ func (p *poll) do(env Env, method, path string, body proto.Message, timeout time
 	var data []byte
 	if body != nil {
 		var err error
-		if data, err = jsonOut.Marshal(body); err != nil {
+		if data, err = wire.MarshalJSON(body); err != nil {
 			env.Log().Error("client: encode", "user", p.c.cfg.User, "err", err)
 			return
 		}

@@ -15,11 +15,9 @@ import (
 	"github.com/zzim/zzim/system/wire"
 )
 
-// JSON is protojson with the protobuf field names (docs/protocol.md "HTTP API").
-var (
-	jsonOut = protojson.MarshalOptions{UseProtoNames: true}
-	jsonIn  = protojson.UnmarshalOptions{DiscardUnknown: true}
-)
+// JSON is protojson with the protobuf field names (docs/protocol.md "HTTP
+// API"); answers are encoded with wire.MarshalJSON (deterministic bytes).
+var jsonIn = protojson.UnmarshalOptions{DiscardUnknown: true}
 
 const contentJSON = "application/json"
 
@@ -319,7 +317,7 @@ func (h *HTTPEntry) reply(env node.Env, conn node.ConnID, status int, m proto.Me
 	if conn == 0 {
 		return
 	}
-	b, err := jsonOut.Marshal(m)
+	b, err := wire.MarshalJSON(m)
 	if err != nil {
 		env.Log().Error("httpentry: marshal reply", "err", err)
 		status, b = http.StatusInternalServerError, []byte(`{"code":"INTERNAL"}`)
