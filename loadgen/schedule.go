@@ -78,6 +78,15 @@ func (s *scheduler) run(ctx context.Context) int64 {
 			heap.Pop(&s.h)
 		}
 	}
+	// The traffic phase lasts its duration even when the sources ran dry
+	// (idle connections, a short replay).
+	if d := s.start.Add(s.end).Sub(s.now()); d > 0 {
+		timer.Reset(d)
+		select {
+		case <-ctx.Done():
+		case <-timer.C:
+		}
+	}
 	return fired
 }
 

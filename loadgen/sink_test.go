@@ -145,3 +145,48 @@ func (w testWriter) Write(b []byte) (int, error) {
 }
 
 var _ io.Writer = testWriter{}
+
+// TestSchedulerThroughput (ZZIM_LOADBENCH=1): the scheduler alone, its
+// actions handed to one consumer goroutine over a channel (the clients'
+// cost excluded), at 50,000 actions per second for 3 s.
+func TestSchedulerThroughput(t *testing.T) {
+	if os.Getenv("ZZIM_LOADBENCH") == "" {
+		t.Skip("set ZZIM_LOADBENCH=1 to measure the scheduler")
+	}
+	const rate = 50_000
+	w := &Workload{Rate: rate}
+	start := time.Now()
+	m := NewMetrics(start, 5, nil)
+	ch := make(chan int64, 4096)
+	done := make(chan int64)
+	go func() {
+		var n int64
+		for range ch {
+			n++
+		}
+		done <- n
+	}()
+	sch := &scheduler{now: time.Now, start: start, end: 3 * time.Second}
+	arr := newArrivals(w, 3*time.Second, nil)
+	var dropped int64
+	sch.add(&source{name: "sends", pop: arr.pop, fire: func(intended time.Time, _ time.Duration) {
+		m.offer(intended, time.Since(intended))
+		select {
+		case ch <- intended.UnixNano():
+		default:
+			dropped++
+		}
+	}})
+	fired := sch.run(context.Background())
+	close(ch)
+	got := <-done
+	lag := m.Hist(SeriesLag)
+	t.Logf("fired %d (%.0f/s), consumed %d, dropped %d, lag p50 %.3fms p99 %.3fms max %.3fms",
+		fired, float64(fired)/3, got, dropped, ms(lag.ValueAtQuantile(50)), ms(lag.ValueAtQuantile(99)), ms(lag.Max()))
+	if fired < rate*3*99/100 {
+		t.Errorf("fired %d, want >= %d", fired, rate*3*99/100)
+	}
+	if p99 := ms(lag.ValueAtQuantile(99)); p99 >= 5 {
+		t.Errorf("lag p99: got %.3fms, want < 5ms", p99)
+	}
+}
