@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -157,31 +158,45 @@ func (p *Process) rejectFrame(c *appConn, err error) {
 func (p *Process) appWriter(c *appConn) {
 	w := bufio.NewWriterSize(c.conn, appWriteBuffer)
 	var buf []byte
+	var err error
 	for f := range c.out {
 		buf, _ = wire.AppendFrame(buf[:0], f)
 		if w.Available() < len(buf) {
 			// This write may reach the socket: bound how long it may block.
 			_ = c.conn.SetWriteDeadline(time.Now().Add(appWriteTimeout))
 		}
-		if _, err := w.Write(buf); err != nil {
+		if _, err = w.Write(buf); err != nil {
 			break
 		}
 		// Coalesce: flush only when nothing else is waiting.
 		if len(c.out) == 0 {
 			_ = c.conn.SetWriteDeadline(time.Now().Add(appWriteTimeout))
-			if err := w.Flush(); err != nil {
+			if err = w.Flush(); err != nil {
 				break
 			}
 		}
 	}
-	_ = w.Flush()
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The peer read nothing for appWriteTimeout: a slow consumer too.
+		p.metrics.slowConsumer()
+	}
+	if err == nil {
+		_ = w.Flush()
+	}
 	_ = c.conn.Close()
+	// Stop further writes and end the drain below (a writer that failed
+	// would otherwise wait forever for a close nobody can find).
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		close(c.out)
+	}
+	c.mu.Unlock()
 	p.conns.mu.Lock()
 	delete(p.conns.m, c.id)
 	p.conns.mu.Unlock()
 	p.conns.open.Add(-1)
 	p.metrics.connections(-1)
-	// Drain so a writer blocked on nothing leaks nothing.
 	for range c.out {
 	}
 }
