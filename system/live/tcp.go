@@ -31,14 +31,22 @@ const (
 	appWriteTimeout = 10 * time.Second
 )
 
+// appConn is one app connection. Idle connections are what an entry holds
+// by the ten thousand, so an idle one costs only its reader goroutine, a
+// small read buffer and the socket: the write queue is a slice allocated
+// only while frames wait, and the writer goroutine exists only while there
+// is something to write (issue 12 measured 20 KB per connection with a
+// preallocated 1024-frame channel and a resident writer).
 type appConn struct {
-	id     node.ConnID
-	conn   net.Conn
-	host   *Host
-	mu     sync.Mutex
-	out    chan wire.Frame
-	closed bool
-	reason string
+	id      node.ConnID
+	conn    net.Conn
+	host    *Host
+	mu      sync.Mutex
+	queue   []wire.Frame
+	writing bool // a writer goroutine owns the socket's write side
+	closed  bool // no more frames accepted; the writer closes after flushing
+	done    bool // finalized: removed from the table
+	reason  string
 }
 
 // conns is the process's table of app connections.
@@ -65,17 +73,24 @@ func (cs *conns) write(id node.ConnID, f wire.Frame) {
 		c.mu.Unlock()
 		return
 	}
-	select {
-	case c.out <- f:
-		c.mu.Unlock()
-		cs.proc.metrics.frameOut(f.Op)
-	default:
+	if len(c.queue) >= WriteQueueMax {
+		c.closed, c.reason = true, "slow consumer: write queue full"
+		c.queue = nil
 		c.mu.Unlock()
 		cs.proc.metrics.slowConsumer()
-		cs.close(id, "slow consumer: write queue full")
-		// Its writer is blocked on a peer that does not read: what is
+		// A writer may be blocked on a peer that does not read: what is
 		// queued will never be flushed, so cut the connection now.
 		_ = c.conn.Close()
+		cs.proc.finalizeIfIdle(c)
+		return
+	}
+	c.queue = append(c.queue, f)
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	cs.proc.metrics.frameOut(f.Op)
+	if start {
+		go cs.proc.appWriter(c)
 	}
 }
 
@@ -86,11 +101,48 @@ func (cs *conns) close(id node.ConnID, reason string) {
 		return
 	}
 	c.mu.Lock()
-	if !c.closed {
-		c.closed, c.reason = true, reason
-		close(c.out)
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed, c.reason = true, reason
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go cs.proc.appWriter(c) // flushes nothing, closes
+	}
+}
+
+// finalizeIfIdle finishes a closed connection that has no writer running
+// (the writer finalizes it otherwise).
+func (p *Process) finalizeIfIdle(c *appConn) {
+	c.mu.Lock()
+	idle := !c.writing
+	if idle {
+		c.writing = true // nobody else may start one now
 	}
 	c.mu.Unlock()
+	if idle {
+		p.finalize(c)
+	}
+}
+
+// finalize closes the socket and forgets the connection, once.
+func (p *Process) finalize(c *appConn) {
+	c.mu.Lock()
+	if c.done {
+		c.mu.Unlock()
+		return
+	}
+	c.done, c.closed, c.queue = true, true, nil
+	c.mu.Unlock()
+	_ = c.conn.Close()
+	p.conns.mu.Lock()
+	delete(p.conns.m, c.id)
+	p.conns.mu.Unlock()
+	p.conns.open.Add(-1)
+	p.metrics.connections(-1)
 }
 
 // serveApp accepts app connections for an entry host.
@@ -103,7 +155,7 @@ func (p *Process) serveApp(h *Host, ln net.Listener) {
 		if tc, ok := nc.(*net.TCPConn); ok {
 			_ = tc.SetNoDelay(true)
 		}
-		c := &appConn{id: node.ConnID(p.connIDs.Add(1)), conn: nc, host: h, out: make(chan wire.Frame, WriteQueueMax)}
+		c := &appConn{id: node.ConnID(p.connIDs.Add(1)), conn: nc, host: h}
 		p.conns.mu.Lock()
 		p.conns.m[c.id] = c
 		p.conns.mu.Unlock()
@@ -113,7 +165,6 @@ func (p *Process) serveApp(h *Host, ln net.Listener) {
 			nc.Close()
 			continue
 		}
-		go p.appWriter(c)
 		go p.appReader(c)
 	}
 }
@@ -155,48 +206,48 @@ func (p *Process) rejectFrame(c *appConn, err error) {
 	p.conns.write(c.id, f)
 }
 
+// writeBuffers recycles the buffers writers encode into: a connection holds
+// one only while it writes.
+var writeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, appWriteBuffer); return &b }}
+
+// appWriter drains the queue, coalescing every frame waiting into one write,
+// and exits when the queue is empty (or finalizes a closed connection).
 func (p *Process) appWriter(c *appConn) {
-	w := bufio.NewWriterSize(c.conn, appWriteBuffer)
-	var buf []byte
-	var err error
-	for f := range c.out {
-		buf, _ = wire.AppendFrame(buf[:0], f)
-		if w.Available() < len(buf) {
-			// This write may reach the socket: bound how long it may block.
-			_ = c.conn.SetWriteDeadline(time.Now().Add(appWriteTimeout))
+	bp := writeBuffers.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 64<<10 {
+			*bp = (*bp)[:0]
+			writeBuffers.Put(bp)
 		}
-		if _, err = w.Write(buf); err != nil {
-			break
-		}
-		// Coalesce: flush only when nothing else is waiting.
-		if len(c.out) == 0 {
-			_ = c.conn.SetWriteDeadline(time.Now().Add(appWriteTimeout))
-			if err = w.Flush(); err != nil {
-				break
+	}()
+	for {
+		c.mu.Lock()
+		batch := c.queue
+		c.queue = nil
+		if len(batch) == 0 {
+			if c.closed {
+				c.mu.Unlock()
+				p.finalize(c)
+				return
 			}
+			c.writing = false
+			c.mu.Unlock()
+			return
 		}
-	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		// The peer read nothing for appWriteTimeout: a slow consumer too.
-		p.metrics.slowConsumer()
-	}
-	if err == nil {
-		_ = w.Flush()
-	}
-	_ = c.conn.Close()
-	// Stop further writes and end the drain below (a writer that failed
-	// would otherwise wait forever for a close nobody can find).
-	c.mu.Lock()
-	if !c.closed {
-		c.closed = true
-		close(c.out)
-	}
-	c.mu.Unlock()
-	p.conns.mu.Lock()
-	delete(p.conns.m, c.id)
-	p.conns.mu.Unlock()
-	p.conns.open.Add(-1)
-	p.metrics.connections(-1)
-	for range c.out {
+		c.mu.Unlock()
+		buf := (*bp)[:0]
+		for _, f := range batch {
+			buf, _ = wire.AppendFrame(buf, f)
+		}
+		*bp = buf
+		_ = c.conn.SetWriteDeadline(time.Now().Add(appWriteTimeout))
+		if _, err := c.conn.Write(buf); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// The peer read nothing for appWriteTimeout: a slow consumer too.
+				p.metrics.slowConsumer()
+			}
+			p.finalize(c)
+			return
+		}
 	}
 }
