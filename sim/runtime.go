@@ -92,7 +92,7 @@ func newSim(cfg Config, services *Services) *sim {
 		discard:      slog.New(slog.DiscardHandler),
 		trace:        newTraceHash(),
 	}
-	s.heap = make(eventHeap, 0, 4096)
+	s.heap = newEventHeap(4096)
 	return s
 }
 
@@ -146,8 +146,8 @@ func (s *sim) targetName(kind evKind, target int32) string {
 
 // loop handles events until the heap is empty, the run ends or the bound is hit.
 func (s *sim) loop(end int64) error {
-	for len(s.heap) > 0 {
-		if s.heap[0].at > end {
+	for s.heap.len() > 0 {
+		if s.heap.nextAt() > end {
 			s.now = end
 			return nil
 		}

@@ -30,8 +30,8 @@ func (k evKind) String() string {
 	return "?"
 }
 
-// event is one entry of the heap. Events are values: the heap is a slice
-// of them, so scheduling allocates nothing beyond what the payload needs.
+// event is one scheduled happening. Events are values kept in a slab;
+// the heap orders small pointer-free keys that name their slab slot.
 type event struct {
 	at     int64  // virtual ns since the start of the run
 	seq    uint64 // tie-break: scheduling order
@@ -40,46 +40,86 @@ type event struct {
 	inc    uint64 // incarnation (nodes) or connection (clients) it is for
 	a, b   uint64
 	// p is the payload: a node.Event for node kinds, a client.Event for
-	// client kinds (one field keeps the heap's values small).
+	// client kinds (one field keeps the slab's values small).
 	p any
 }
 
-// eventHeap is a binary min-heap ordered by (at, seq).
-type eventHeap []event
+// eventKey orders one event: it holds no pointer, so sifting keys costs
+// no GC write barrier, and a key is a third of an event's size.
+type eventKey struct {
+	at   int64
+	seq  uint64
+	slot int32
+}
 
-func (h eventHeap) less(i, j int) bool {
-	if h[i].at != h[j].at {
-		return h[i].at < h[j].at
+// eventHeap is a min-heap of keys ordered by (at, seq) over a slab of
+// events; freed slots are reused, so the slab grows to the largest number
+// of events pending at once.
+type eventHeap struct {
+	keys []eventKey
+	slab []event
+	free []int32
+}
+
+func newEventHeap(capacity int) eventHeap {
+	return eventHeap{keys: make([]eventKey, 0, capacity), slab: make([]event, 0, capacity)}
+}
+
+// len is the number of pending events.
+func (h *eventHeap) len() int { return len(h.keys) }
+
+// nextAt is the time of the earliest pending event; the heap must not be empty.
+func (h *eventHeap) nextAt() int64 { return h.keys[0].at }
+
+// reset drops every pending event.
+func (h *eventHeap) reset() {
+	clear(h.slab)
+	h.keys, h.slab, h.free = h.keys[:0], h.slab[:0], h.free[:0]
+}
+
+func (k *eventKey) less(o *eventKey) bool {
+	if k.at != o.at {
+		return k.at < o.at
 	}
-	return h[i].seq < h[j].seq
+	return k.seq < o.seq
 }
 
 // heapArity: a 4-ary heap is shallower than a binary one, so a pop moves
-// the large event values fewer times.
+// keys fewer times.
 const heapArity = 4
 
 func (h *eventHeap) push(e event) {
-	*h = append(*h, e)
-	s := *h
+	var slot int32
+	if n := len(h.free); n > 0 {
+		slot = h.free[n-1]
+		h.free = h.free[:n-1]
+		h.slab[slot] = e
+	} else {
+		slot = int32(len(h.slab))
+		h.slab = append(h.slab, e)
+	}
+	k := eventKey{at: e.at, seq: e.seq, slot: slot}
+	s := append(h.keys, k)
+	h.keys = s
 	i := len(s) - 1
 	for i > 0 {
 		p := (i - 1) / heapArity
-		if !s.less(i, p) {
+		if !k.less(&s[p]) {
 			break
 		}
-		s[i], s[p] = s[p], s[i]
+		s[i] = s[p]
 		i = p
 	}
+	s[i] = k
 }
 
 func (h *eventHeap) pop() event {
-	s := *h
+	s := h.keys
 	top := s[0]
 	last := len(s) - 1
-	s[0] = s[last]
-	s[last] = event{} // drop payload references
+	k := s[last]
 	s = s[:last]
-	*h = s
+	h.keys = s
 	i := 0
 	for {
 		first := heapArity*i + 1
@@ -87,16 +127,23 @@ func (h *eventHeap) pop() event {
 			break
 		}
 		m := first
-		for c := first + 1; c < first+heapArity && c < len(s); c++ {
-			if s.less(c, m) {
+		end := min(first+heapArity, len(s))
+		for c := first + 1; c < end; c++ {
+			if s[c].less(&s[m]) {
 				m = c
 			}
 		}
-		if !s.less(m, i) {
+		if !s[m].less(&k) {
 			break
 		}
-		s[i], s[m] = s[m], s[i]
+		s[i] = s[m]
 		i = m
 	}
-	return top
+	if len(s) > 0 {
+		s[i] = k
+	}
+	e := h.slab[top.slot]
+	h.slab[top.slot] = event{} // drop payload references
+	h.free = append(h.free, top.slot)
+	return e
 }

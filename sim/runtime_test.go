@@ -15,18 +15,39 @@ import (
 )
 
 func TestHeapOrder(t *testing.T) {
-	var h eventHeap
+	h := newEventHeap(0)
 	r := rand.New(rand.NewPCG(1, 2))
+	seq := uint64(0)
+	push := func(at int64) {
+		seq++
+		h.push(event{at: at, seq: seq, a: seq})
+	}
 	for i := 0; i < 1000; i++ {
-		h.push(event{at: r.Int64N(50), seq: uint64(i)})
+		push(r.Int64N(50))
 	}
 	prev := event{at: -1}
-	for len(h) > 0 {
+	popped := 0
+	for h.len() > 0 {
 		e := h.pop()
+		popped++
 		if e.at < prev.at || (e.at == prev.at && e.seq < prev.seq) {
 			t.Fatalf("popped (%d,%d) after (%d,%d), want (time, seq) order", e.at, e.seq, prev.at, prev.seq)
 		}
+		if e.a != e.seq {
+			t.Fatalf("popped event seq %d with payload %d, want its own payload", e.seq, e.a)
+		}
 		prev = e
+		// Interleave pushes (never before the last pop) so freed slab slots are reused.
+		if popped < 3000 && r.IntN(2) == 0 {
+			push(e.at + r.Int64N(50))
+			push(e.at)
+		}
+	}
+	if popped != int(seq) {
+		t.Errorf("popped %d events, want %d", popped, seq)
+	}
+	if len(h.slab) >= int(seq) {
+		t.Errorf("slab holds %d slots for %d events, want freed slots reused", len(h.slab), seq)
 	}
 }
 
@@ -119,7 +140,7 @@ func TestTimers(t *testing.T) {
 			env.After(5*time.Second, "crashed")
 		}
 	})
-	s.heap = s.heap[:0] // drop incarnation 1's timers: only incarnation 2's matter
+	s.heap.reset() // drop incarnation 1's timers: only incarnation 2's matter
 	in := s.instances[s.byAddr[logic0]]
 	s.crash(in)
 	s.restart(in) // incarnation 2: its Start arms the same three timers again
@@ -149,7 +170,7 @@ func TestCompletionToOldIncarnationDropped(t *testing.T) {
 		}
 	})
 	in := s.instances[s.byAddr[logic0]]
-	s.heap = s.heap[:0]
+	s.heap.reset()
 	s.crash(in)
 	s.restart(in) // incarnation 2 asks again; incarnation 1's request was in flight
 	s.now = 0
