@@ -1,10 +1,13 @@
 package sim
 
 import (
+	"cmp"
 	"errors"
+	"slices"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/zzim/zzim/check"
 	"github.com/zzim/zzim/system/node"
 	"github.com/zzim/zzim/system/route"
 	"github.com/zzim/zzim/system/wire"
@@ -90,4 +93,44 @@ func (o *observer) clientRequest(s *sim, in *instance, m *wire.ClientRequest) {
 		clear(o.lastSlot) // bounded memory: forget old requests (undercounts, never overcounts)
 	}
 	o.lastSlot[k] = in.addr.Slot
+}
+
+// opLog collects the clients' history ops. It keeps them in fixed-size
+// chunks, so a long run never copies the ops it already holds (an op is
+// about 260 bytes; a growing slice copied each one about twice), and sorts
+// them with a typed stable sort. Ops returns what check.Recorder.Ops
+// would: sorted by call time, then client, ties in recording order.
+type opLog struct {
+	chunks [][]check.Op
+	n      int
+}
+
+// opChunkLen ops per chunk: 1024 × ~260 B is a quarter megabyte.
+const opChunkLen = 1024
+
+func (l *opLog) Add(op check.Op) {
+	if k := len(l.chunks); k == 0 || len(l.chunks[k-1]) == opChunkLen {
+		l.chunks = append(l.chunks, make([]check.Op, 0, opChunkLen))
+	}
+	last := &l.chunks[len(l.chunks)-1]
+	*last = append(*last, op)
+	l.n++
+}
+
+// Len is the number of ops recorded.
+func (l *opLog) Len() int { return l.n }
+
+// Ops returns the ops sorted by call time, then client.
+func (l *opLog) Ops() []check.Op {
+	out := make([]check.Op, 0, l.n)
+	for _, c := range l.chunks {
+		out = append(out, c...)
+	}
+	slices.SortStableFunc(out, func(a, b check.Op) int {
+		if c := cmp.Compare(a.Call, b.Call); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Client, b.Client)
+	})
+	return out
 }

@@ -8,7 +8,6 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/zzim/zzim/check"
 	"github.com/zzim/zzim/system/node"
 	"github.com/zzim/zzim/system/store"
 )
@@ -57,7 +56,7 @@ type sim struct {
 	registry *simRegistry
 	work     *workload
 	faults   *faultState
-	recorder check.Recorder
+	recorder opLog
 	obs      observer
 	stats    map[string]uint64
 

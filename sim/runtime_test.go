@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zzim/zzim/check"
 	"github.com/zzim/zzim/system/bugs"
 	"github.com/zzim/zzim/system/client"
 	"github.com/zzim/zzim/system/mq"
@@ -407,5 +408,30 @@ func TestStoreFaults(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestOpLogMatchesRecorder: the sim's chunked op log returns what
+// check.Recorder would for the same ops, across chunk boundaries and with
+// ties on (call, client) kept in recording order.
+func TestOpLogMatchesRecorder(t *testing.T) {
+	var log opLog
+	var rec check.Recorder
+	r := rand.New(rand.NewPCG(3, 4))
+	const n = 3*opChunkLen + 17
+	for i := 0; i < n; i++ {
+		op := check.Op{Client: r.IntN(5), Call: r.Int64N(100), In: check.Input{CSeq: uint64(i)}}
+		log.Add(op)
+		rec.Add(op)
+	}
+	if log.Len() != n {
+		t.Fatalf("got Len %d, want %d", log.Len(), n)
+	}
+	got, want := log.Ops(), rec.Ops()
+	for i := range want {
+		if got[i].Call != want[i].Call || got[i].Client != want[i].Client || got[i].In.CSeq != want[i].In.CSeq {
+			t.Fatalf("op %d: got (call %d, client %d, cseq %d), want (%d, %d, %d)", i,
+				got[i].Call, got[i].Client, got[i].In.CSeq, want[i].Call, want[i].Client, want[i].In.CSeq)
+		}
 	}
 }
