@@ -585,6 +585,11 @@ func (p *Plan) Judge(r *Result, opts JudgeOptions) (*Outcome, error) {
 		o.Reasons = append(o.Reasons, fmt.Sprintf("counting check: %d of %d (message, recipient) pairs missing, %d duplicated",
 			d.Missing, d.Recipients, d.Duplicated))
 	}
+	// A run that acknowledged nothing checks nothing: the checkers pass
+	// vacuously, so say so (login-storm's split routing did exactly this).
+	if p.Config.Workload.Rate > 0 && r.Delivery.Acked == 0 {
+		o.Reasons = append(o.Reasons, "no send was acknowledged: the checkers had nothing to judge")
+	}
 	for _, name := range p.Required {
 		n, known := o.Exercised[name]
 		if !known {
