@@ -127,23 +127,37 @@ func TestAllSkippable(t *testing.T) {
 	}
 }
 
-// TestScraperAcrossRestarts: a counter that goes down belongs to a new
-// incarnation; the total keeps the old one's count.
+// TestScraperAcrossRestarts: after a start by the harness the counters
+// begin again from zero and the total keeps the old incarnation's count,
+// also when the new one is already past it; within one incarnation a value
+// that goes down (a gauge) is not a restart.
 func TestScraperAcrossRestarts(t *testing.T) {
-	var value atomic.Int64
+	var counter, gauge atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "# HELP zzim_entry_resends x\nzzim_entry_resends{node=\"entry-0\"} %d\nother_metric 5\n", value.Load())
+		fmt.Fprintf(w, "# HELP zzim_entry_resends x\nzzim_entry_resends{node=\"entry-0\"} %d\nzzim_entry_admit_inflight %d\nother_metric 5\n",
+			counter.Load(), gauge.Load())
 	}))
 	defer srv.Close()
 	st := &started{hosts: map[string]string{metricsPort: strings.TrimPrefix(srv.URL, "http://")}}
-	e := &Env{order: []string{"entry-0"}, services: map[string]*started{"entry-0": st}}
+	e := &Env{order: []string{"entry-0"}, services: map[string]*started{"entry-0": st}, starts: map[string]int{}}
 	s := newScraper(e)
-	for _, v := range []int64{3, 7, 2, 5} { // restart between 7 and 2
-		value.Store(v)
+	steps := []struct {
+		counter, gauge int64
+		restart        bool // Env.Start before this scrape
+	}{{3, 10, false}, {7, 4, false}, {9, 6, true}, {12, 2, false}}
+	for _, step := range steps {
+		if step.restart {
+			e.starts["entry-0"]++
+		}
+		counter.Store(step.counter)
+		gauge.Store(step.gauge)
 		s.scrapeAll(t.Context())
 	}
-	if got, want := s.total("zzim_entry_resends"), uint64(7+5); got != want {
+	if got, want := s.total("zzim_entry_resends"), uint64(7+12); got != want {
 		t.Errorf("got total %d, want %d", got, want)
+	}
+	if got, want := s.total("zzim_entry_admit_inflight"), uint64(4+2); got != want {
+		t.Errorf("got gauge total %d, want %d (the old incarnation's last value plus the current one)", got, want)
 	}
 	if got := s.total("other_metric"); got != 0 {
 		t.Errorf("got other_metric %d, want 0 (only zzim_* is read)", got)

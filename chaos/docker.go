@@ -161,6 +161,21 @@ func (d *docker) removeRun(ctx context.Context, run string) (containers, network
 	return containers, networks, errors.Join(errs...)
 }
 
+// countRun counts the containers and networks labelled with run: after
+// removeRun, anything left is a leak.
+func (d *docker) countRun(ctx context.Context, run string) (containers, networks int, err error) {
+	f := client.Filters{}.Add("label", LabelRun+"="+run)
+	cs, err := d.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	if err != nil {
+		return 0, 0, fmt.Errorf("list containers: %w", err)
+	}
+	ns, err := d.cli.NetworkList(ctx, client.NetworkListOptions{Filters: f})
+	if err != nil {
+		return len(cs.Items), 0, fmt.Errorf("list networks: %w", err)
+	}
+	return len(cs.Items), len(ns.Items), nil
+}
+
 // containerSpec is one container of the environment.
 type containerSpec struct {
 	name    string // also its alias on the private network

@@ -66,9 +66,15 @@ type Env struct {
 	// HTTP are the httpentries' base URLs on the host, in slot order.
 	HTTP []string
 
+	// Removed is filled by Close.
+	Removed Teardown
+
 	mu      sync.Mutex
 	paused  map[string]bool
 	stopped map[string]bool
+	// starts counts Start calls per service: a service's incarnation, so
+	// the scraper knows when its counters began again from zero.
+	starts map[string]int
 }
 
 // NewEnv starts an environment. On error everything it started is removed.
@@ -86,7 +92,7 @@ func NewEnv(ctx context.Context, cfg EnvConfig) (env *Env, err error) {
 		return nil, err
 	}
 	e := &Env{Run: runID(), cfg: cfg, d: d, deps: map[string]*started{}, services: map[string]*started{},
-		paused: map[string]bool{}, stopped: map[string]bool{}}
+		paused: map[string]bool{}, stopped: map[string]bool{}, starts: map[string]int{}}
 	defer func() {
 		if err != nil {
 			e.Close()
@@ -245,6 +251,13 @@ func (e *Env) serviceSpec(name string) (containerSpec, error) {
 	)}, nil
 }
 
+// incarnation is how many times Start started service again.
+func (e *Env) incarnation(service string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.starts[service]
+}
+
 // Services lists the zzim services in node.Roles order.
 func (e *Env) Services() []string { return append([]string(nil), e.order...) }
 
@@ -285,6 +298,11 @@ func (e *Env) Start(ctx context.Context, service string) error {
 	if err != nil {
 		return err
 	}
+	// Counted before the start: a scrape that began before it and ended
+	// after it sees two values and is discarded (see scraper.scrape).
+	e.mu.Lock()
+	e.starts[service]++
+	e.mu.Unlock()
 	if err := e.d.start(ctx, st.id); err != nil {
 		return err
 	}
@@ -358,9 +376,29 @@ func (e *Env) Close() error {
 	}
 	e.paused = map[string]bool{}
 	e.mu.Unlock()
-	_, _, err := e.d.removeRun(ctx, e.Run)
+	c, n, err := e.d.removeRun(ctx, e.Run)
+	e.Removed = Teardown{Containers: c, Networks: n}
+	if err == nil {
+		// Verified, not assumed: a run that leaves anything behind fails.
+		lc, ln, lerr := e.d.countRun(ctx, e.Run)
+		e.Removed.LeftContainers, e.Removed.LeftNetworks = lc, ln
+		switch {
+		case lerr != nil:
+			err = lerr
+		case lc+ln > 0:
+			err = fmt.Errorf("run %s: %d containers and %d networks left after removal", e.Run, lc, ln)
+		}
+	}
 	e.d.close()
 	return err
+}
+
+// Teardown is what Close removed, and what it found left afterwards.
+type Teardown struct {
+	Containers     int `json:"removed_containers"`
+	Networks       int `json:"removed_networks"`
+	LeftContainers int `json:"left_containers"`
+	LeftNetworks   int `json:"left_networks"`
 }
 
 // probe calls check until it succeeds or startupTimeout passes.

@@ -93,9 +93,13 @@ func TestEnvUpDown(t *testing.T) {
 		t.Fatalf("pause: %v", err)
 	}
 	run := env.Run
+	started := len(env.deps) + len(env.services)
 	closed = true
 	if err := env.Close(); err != nil {
 		t.Fatalf("close: %v", err)
+	}
+	if want := (Teardown{Containers: started, Networks: 1}); env.Removed != want {
+		t.Errorf("got teardown %+v, want %+v", env.Removed, want)
 	}
 	d, err := newDocker(ctx)
 	if err != nil {

@@ -14,7 +14,10 @@ import (
 
 // scrapeEvery is how often each service's /metrics is read. A killed
 // service loses its counters: the scraper keeps what it last read and adds
-// the new incarnation's on top (a counter that went down restarted).
+// the new incarnation's on top. Incarnations are the harness's own starts
+// (Env.Start), not guessed from a value going down: a gauge that falls is
+// not a restart, and a restarted counter that is already past its old
+// value would otherwise be lost.
 const scrapeEvery = time.Second
 
 // scrapeTimeout bounds one GET (a paused service does not answer).
@@ -27,15 +30,18 @@ type counterState struct{ base, last float64 }
 
 // scraper accumulates zzim_* counters across restarts.
 type scraper struct {
-	env               *Env
-	client            *http.Client
-	mu                sync.Mutex
-	state             map[counterKey]*counterState
-	scrapes, failures int
+	env    *Env
+	client *http.Client
+	mu     sync.Mutex
+	state  map[counterKey]*counterState
+	// inc is the incarnation of each service's last accepted scrape.
+	inc                          map[string]int
+	scrapes, failures, discarded int
 }
 
 func newScraper(env *Env) *scraper {
-	return &scraper{env: env, client: &http.Client{Timeout: scrapeTimeout}, state: map[counterKey]*counterState{}}
+	return &scraper{env: env, client: &http.Client{Timeout: scrapeTimeout}, state: map[counterKey]*counterState{},
+		inc: map[string]int{}}
 }
 
 // run scrapes every service until ctx ends.
@@ -69,6 +75,7 @@ func (s *scraper) scrape(ctx context.Context, svc string) {
 	if err != nil {
 		return
 	}
+	before := s.env.incarnation(svc)
 	resp, err := s.client.Do(req)
 	s.mu.Lock()
 	s.scrapes++
@@ -81,17 +88,33 @@ func (s *scraper) scrape(ctx context.Context, svc string) {
 	}
 	defer resp.Body.Close()
 	vals := parseMetrics(resp.Body)
+	inc := s.env.incarnation(svc)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if inc != before {
+		s.discarded++ // a start happened meanwhile: which incarnation answered is unknown
+		return
+	}
+	s.add(svc, inc, vals)
+}
+
+// add records one scrape of svc's incarnation inc.
+func (s *scraper) add(svc string, inc int, vals map[string]float64) {
+	if inc != s.inc[svc] {
+		s.inc[svc] = inc
+		for k, st := range s.state {
+			if k.service == svc {
+				st.base += st.last // the old incarnation's final count
+				st.last = 0
+			}
+		}
+	}
 	for name, v := range vals {
 		k := counterKey{svc, name}
 		st := s.state[k]
 		if st == nil {
 			st = &counterState{}
 			s.state[k] = st
-		}
-		if v < st.last {
-			st.base += st.last // a new incarnation started from zero
 		}
 		st.last = v
 	}

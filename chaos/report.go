@@ -51,7 +51,10 @@ type Report struct {
 	LoginSeconds    float64 `json:"login_seconds"`
 	CheckSeconds    float64 `json:"check_seconds"`
 	TeardownSeconds float64 `json:"teardown_seconds"`
-	WallSeconds     float64 `json:"wall_seconds"`
+	// Teardown counts what the run removed and what was left (checked
+	// by listing the run's label again after removal).
+	Teardown    Teardown `json:"teardown"`
+	WallSeconds float64  `json:"wall_seconds"`
 }
 
 // MessageCounts say how much traffic the run carried.
@@ -176,6 +179,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	ew.printf("phases: setup=%.1fs login=%.1fs traffic=%.1fs settle=%.1fs check=%.1fs teardown=%.1fs wall=%.1fs\n", r.SetupSeconds,
 		r.LoginSeconds, r.TrafficSeconds, r.SettleSeconds, r.CheckSeconds, r.TeardownSeconds, r.WallSeconds)
+	if t := r.Teardown; t.Containers+t.Networks > 0 {
+		ew.printf("teardown: removed %d containers and %d networks; left %d containers and %d networks\n", t.Containers,
+			t.Networks, t.LeftContainers, t.LeftNetworks)
+	}
 	m := r.Messages
 	ew.printf("messages: sends=%d acked=%d failed=%d refused=%d unacked_at_end=%d stored=%d deliver_push=%d deliver_sync=%d missing_at_end=%d notices=%d/%d\n",
 		m.Sends, m.Acked, m.Failed, m.Refused, m.UnackedAtEnd, m.Stored, m.DeliverPush, m.DeliverSync, m.MissingAtEnd,

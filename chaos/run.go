@@ -108,6 +108,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		if cerr := env.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("chaos: cleanup: %w", cerr)
 		}
+		rep.Teardown = env.Removed
 		rep.WallSeconds = time.Since(wallStart).Seconds()
 		rep.TeardownSeconds = time.Since(teardownStart).Seconds()
 		if o.OutDir != "" && err == nil {
