@@ -101,7 +101,7 @@ func runUp(ctx context.Context, f *upFlags, stdout, stderr io.Writer) error {
 	printUp(stdout, f, cfg, l, deps, boundOps)
 	log.Info("cluster up", cfg.LogAttrs()...)
 	<-ctx.Done()
-	log.Info("shutting down", "drain", f.drain)
+	log.Info("shutting down", "drain", f.drain.String())
 	l.Shutdown(context.Background(), f.drain)
 	return nil
 }
