@@ -75,6 +75,12 @@ func (l *limiter) allow(user string, now time.Time) bool {
 	if tat.Before(now) {
 		tat = now
 	}
+	if tat.Sub(now) > time.Duration(l.burst)*l.interval {
+		// tat is never set further ahead than burst intervals: the clock
+		// stepped back (NTP, a skewed node corrected). Judge from now
+		// instead of refusing the user until the clock catches up.
+		tat = now
+	}
 	next := tat.Add(l.interval)
 	// Allowed while next is at most burst intervals ahead of now: a full
 	// bucket (tat <= now) admits burst sends back to back.
