@@ -184,20 +184,40 @@ func (s *sim) httpAnswer(ci int32, req client.ReqID, status int, body []byte, at
 	s.schedule(at, event{kind: evClient, target: ci, p: client.HTTPResponse{Req: req, Status: status, Body: body}})
 }
 
+// splitQuery splits a request target into its path and query. It parses
+// the query straight into the first value per key, as url.ParseQuery then
+// taking v[0] would, without building url.Values first; a query that
+// ParseQuery would reject in any part gives no query at all.
 func splitQuery(path string) (string, map[string]string) {
 	i := strings.IndexByte(path, '?')
 	if i < 0 {
 		return path, nil
 	}
-	vals, err := url.ParseQuery(path[i+1:])
-	if err != nil {
-		return path[:i], nil
-	}
-	q := make(map[string]string, len(vals))
-	for k, v := range vals {
-		if len(v) > 0 {
-			q[k] = v[0]
+	var q map[string]string
+	for rest := path[i+1:]; rest != ""; {
+		var pair string
+		pair, rest, _ = strings.Cut(rest, "&")
+		if strings.IndexByte(pair, ';') >= 0 {
+			return path[:i], nil
 		}
+		if pair == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		k, err1 := url.QueryUnescape(k)
+		v, err2 := url.QueryUnescape(v)
+		if err1 != nil || err2 != nil {
+			return path[:i], nil
+		}
+		if q == nil {
+			q = make(map[string]string, 4)
+		}
+		if _, dup := q[k]; !dup {
+			q[k] = v
+		}
+	}
+	if q == nil {
+		q = map[string]string{}
 	}
 	return path[:i], q
 }
