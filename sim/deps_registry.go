@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"time"
+
 	"github.com/zzim/zzim/system/node"
 )
 
@@ -32,6 +34,29 @@ func (r *simRegistry) preload() {
 	for _, role := range node.Roles {
 		r.views[role] = r.compute(role)
 	}
+	r.s.schedule(int64(viewRefresh), event{kind: evRegistryRefresh})
+}
+
+// viewRefresh matches natsdeps.ViewRefreshDefault: the live registry watch
+// repeats every view this often, so a node that marked a slot dead on its own
+// (timeouts across a partition that left the registry untouched) hears that
+// it is alive and fails back.
+const viewRefresh = 5 * time.Second
+
+// refresh tells every node every view again and schedules the next refresh.
+func (r *simRegistry) refresh() {
+	for _, role := range node.Roles {
+		v := r.views[role]
+		if len(v) == 0 {
+			continue
+		}
+		for _, in := range r.s.instances {
+			if in.up {
+				r.tell(in, role, v)
+			}
+		}
+	}
+	r.s.schedule(r.s.now+int64(viewRefresh), event{kind: evRegistryRefresh})
 }
 
 func (r *simRegistry) submit(in *instance, req node.ReqID, op node.RegistryOp) {

@@ -185,6 +185,9 @@ func (s *sim) dispatch(e *event) {
 	case evRegistryExpire:
 		s.trace.add(s.now, e.target, e.kind, 0)
 		s.registry.expire(e.target)
+	case evRegistryRefresh:
+		s.trace.add(s.now, 0, e.kind, 0)
+		s.registry.refresh()
 	case evFault:
 		s.trace.add(s.now, e.target, e.kind, e.a<<1|e.b)
 		s.faults.apply(int(e.a), e.b == 1)

@@ -4,24 +4,25 @@ package sim
 type evKind uint8
 
 const (
-	evNode           evKind = iota + 1 // deliver nev to node target (incarnation inc)
-	evNodeTimer                        // node timer a fires (if not cancelled)
-	evClient                           // deliver cev to client target (connection inc, 0: any)
-	evClientTimer                      // client timer a fires
-	evStoreApply                       // store op a reaches the database
-	evQueuePump                        // queue consumer a may deliver
-	evQueueAckWait                     // delivery a's AckWait expired
-	evRegistryExpire                   // registry key of instance target may have expired
-	evFault                            // fault action a (b: 0 start, 1 end)
-	evWorkload                         // workload action a
-	evHTTPTimeout                      // HTTP request on conn a timed out
-	evPlatformReply                    // the platform service's HTTP request a was answered
-	evPhase                            // run phase change a
+	evNode            evKind = iota + 1 // deliver nev to node target (incarnation inc)
+	evNodeTimer                         // node timer a fires (if not cancelled)
+	evClient                            // deliver cev to client target (connection inc, 0: any)
+	evClientTimer                       // client timer a fires
+	evStoreApply                        // store op a reaches the database
+	evQueuePump                         // queue consumer a may deliver
+	evQueueAckWait                      // delivery a's AckWait expired
+	evRegistryExpire                    // registry key of instance target may have expired
+	evFault                             // fault action a (b: 0 start, 1 end)
+	evWorkload                          // workload action a
+	evHTTPTimeout                       // HTTP request on conn a timed out
+	evPlatformReply                     // the platform service's HTTP request a was answered
+	evPhase                             // run phase change a
+	evRegistryRefresh                   // watchers are told every view again
 )
 
 var evKindNames = [...]string{"", "node", "node-timer", "client", "client-timer", "store-apply",
 	"queue-pump", "queue-ackwait", "registry-expire", "fault", "workload", "http-timeout",
-	"platform-reply", "phase"}
+	"platform-reply", "phase", "registry-refresh"}
 
 func (k evKind) String() string {
 	if int(k) < len(evKindNames) {
