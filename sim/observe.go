@@ -120,17 +120,33 @@ func (l *opLog) Add(op check.Op) {
 // Len is the number of ops recorded.
 func (l *opLog) Len() int { return l.n }
 
-// Ops returns the ops sorted by call time, then client.
+// Ops returns the ops sorted by call time, then client. It sorts small
+// keys that end in the recording index (so the order is the stable one)
+// and then gathers the ops, instead of moving whole ops while sorting.
 func (l *opLog) Ops() []check.Op {
-	out := make([]check.Op, 0, l.n)
-	for _, c := range l.chunks {
-		out = append(out, c...)
+	type key struct {
+		call   int64
+		client int
+		idx    int
 	}
-	slices.SortStableFunc(out, func(a, b check.Op) int {
-		if c := cmp.Compare(a.Call, b.Call); c != 0 {
+	keys := make([]key, 0, l.n)
+	for ci, c := range l.chunks {
+		for i := range c {
+			keys = append(keys, key{call: c[i].Call, client: c[i].Client, idx: ci*opChunkLen + i})
+		}
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		if c := cmp.Compare(a.call, b.call); c != 0 {
 			return c
 		}
-		return cmp.Compare(a.Client, b.Client)
+		if c := cmp.Compare(a.client, b.client); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.idx, b.idx)
 	})
+	out := make([]check.Op, len(keys))
+	for i, k := range keys {
+		out[i] = l.chunks[k.idx/opChunkLen][k.idx%opChunkLen]
+	}
 	return out
 }
