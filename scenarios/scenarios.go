@@ -74,6 +74,7 @@
 //	presence_misses            pushes skipped or lost because presence was lost or stale
 //	membership_changes         views that changed a role's alive slots
 //	partitioned_messages       internal messages a partition dropped
+//	storm_reconnects           clients a login storm dropped (they log in again at once)
 package scenarios
 
 import (

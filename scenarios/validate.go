@@ -137,7 +137,7 @@ var (
 		"broadcast_pushes", "clock_skewed_nodes", "das_retries", "failbacks", "failover_resends",
 		"gap_fills", "kicked_sessions", "longpoll_reconnects", "longpoll_timeouts",
 		"membership_changes", "notices_stored", "overloaded_rejections", "partitioned_messages",
-		"presence_misses", "pushes_to_offline", "redeliveries_handled",
+		"presence_misses", "pushes_to_offline", "redeliveries_handled", "storm_reconnects",
 		"unknown_resolved_by_dedup", "users_remapped",
 	}
 	businesses     = []string{"message", "contact", "unread", "system"}

@@ -37,6 +37,7 @@ type observer struct {
 	registryExpiries, viewChanges                            uint64
 
 	sends, sendsRefused, churns, loginStorms          uint64
+	stormReconnects                                   uint64 // clients a login storm dropped (they log in again at once)
 	platformAccepted, platformFailed, platformRetries uint64
 	pushFailed                                        uint64
 

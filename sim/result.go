@@ -254,7 +254,7 @@ func (o *observer) named() map[string]uint64 {
 		"redeliveries": o.redeliveries, "queue_duplicates": o.queueDuplicates, "lost_acks": o.lostAcks,
 		"naks": o.naks, "dead_letters": o.deadLetters, "registry_expiries": o.registryExpiries,
 		"view_changes": o.viewChanges, "sends": o.sends, "sends_refused": o.sendsRefused, "churns": o.churns,
-		"login_storms": o.loginStorms, "platform_accepted": o.platformAccepted,
+		"login_storms": o.loginStorms, "storm_reconnects": o.stormReconnects, "platform_accepted": o.platformAccepted,
 		"platform_failed": o.platformFailed, "platform_retries": o.platformRetries, "push_failed": o.pushFailed,
 	}
 }

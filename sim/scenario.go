@@ -480,6 +480,7 @@ var ExercisedCounters = []struct{ Name, Meaning string }{
 	{"presence_misses", "pushes that found a dead connection (PushFailed from entry/httpentry)"},
 	{"membership_changes", "registry views that changed a role's alive slots (start-up included)"},
 	{"partitioned_messages", "internal messages a partition dropped"},
+	{"storm_reconnects", "clients a login storm dropped, which then logged in again at once"},
 }
 
 // ExercisedNamesAll lists the names of ExercisedCounters.
@@ -521,18 +522,22 @@ func (p *Plan) Counters(r *Result) map[string]uint64 {
 		"unknown_resolved_by_dedup": e.UnknownResolvedByDedup,
 		"redeliveries_handled":      e.RedeliveriesHandled,
 		"pushes_to_offline":         e.PushesToOffline,
-		"overloaded_rejections":     overloaded + st["extlogic.Overloaded"],
-		"clock_skewed_nodes":        skewed,
-		"das_retries":               st["logic.Retries"] + st["extlogic.StoreRetries"],
-		"gap_fills":                 st["client.GapFills"],
-		"kicked_sessions":           max(kicked, st["client.Kicked"]),
-		"notices_stored":            st["extlogic.NoticesStored"],
-		"broadcast_pushes":          st["extlogic.Pushes"],
-		"longpoll_timeouts":         st["httpentry.PollTimeouts"],
-		"longpoll_reconnects":       lpReconnects,
-		"presence_misses":           st["entry.PushesFailed"] + st["httpentry.PushesFailed"],
-		"membership_changes":        sm["view_changes"],
-		"partitioned_messages":      sm["partition_drops"],
+		// Refusals the clients resent past are not in the history (it records
+		// the final ack), so the services' own counts are added.
+		"overloaded_rejections": overloaded + st["extlogic.Overloaded"] + st["entry.AdmitRefused"] +
+			st["entry.Overloaded"] + st["das.RejectedTotal"],
+		"clock_skewed_nodes":   skewed,
+		"storm_reconnects":     sm["storm_reconnects"],
+		"das_retries":          st["logic.Retries"] + st["extlogic.StoreRetries"],
+		"gap_fills":            st["client.GapFills"],
+		"kicked_sessions":      max(kicked, st["client.Kicked"]),
+		"notices_stored":       st["extlogic.NoticesStored"],
+		"broadcast_pushes":     st["extlogic.Pushes"],
+		"longpoll_timeouts":    st["httpentry.PollTimeouts"],
+		"longpoll_reconnects":  lpReconnects,
+		"presence_misses":      st["entry.PushesFailed"] + st["httpentry.PushesFailed"],
+		"membership_changes":   sm["view_changes"],
+		"partitioned_messages": sm["partition_drops"],
 	}
 }
 

@@ -234,6 +234,7 @@ func (w *workload) act(e *event) {
 		for _, c := range s.clients {
 			if coin(s.wl, share) && !c.inactive {
 				w.goOffline(c, s.now)
+				s.obs.stormReconnects++
 			}
 		}
 		s.obs.loginStorms++

@@ -87,6 +87,7 @@ type Config struct {
 type Stats struct {
 	QueueDepth      [businessCount]int    // waiting now, by wire.Business
 	Rejected        [businessCount]uint64 // OVERLOADED answers, by wire.Business (queue full or waited too long)
+	RejectedTotal   uint64                // OVERLOADED answers, all businesses
 	Expired         uint64                // requests answered OVERLOADED after QueueWaitMax in a queue
 	BadRequests     uint64                // requests refused by validation or the store
 	Batches         uint64                // append transactions issued (first attempts)
@@ -221,6 +222,7 @@ func (d *Das) onRequest(env node.Env, req *wire.StoreRequest) {
 	q := d.queues[req.Business]
 	if q.depth() >= q.max {
 		d.stats.Rejected[req.Business]++
+		d.stats.RejectedTotal++
 		d.reply(env, r, failed(wire.ErrorCode_OVERLOADED, fmt.Errorf("das: %s queue full (%d)", req.Business, q.max)))
 		return
 	}
@@ -272,6 +274,7 @@ func (d *Das) expire(env node.Env, q *queue) {
 			if now.Sub(r.at) > d.cfg.QueueWaitMax && !r.acked {
 				d.stats.Expired++
 				d.stats.Rejected[q.business]++
+				d.stats.RejectedTotal++
 				d.reply(env, r, failed(wire.ErrorCode_OVERLOADED, fmt.Errorf("das: waited over %s in the %s queue", d.cfg.QueueWaitMax, q.business)))
 				continue
 			}
