@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/zzim/zzim/system/client"
 	"github.com/zzim/zzim/system/mq"
@@ -325,7 +324,7 @@ func (w *workload) broadcast() {
 // onto the queue when there is no httpentry.
 func (w *workload) platformSend(path, subject, id string, m node.Message) {
 	s := w.s
-	body, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+	body, err := wire.MarshalJSON(m) // deterministic bytes: trace hashes stay the same across builds
 	if err != nil {
 		panic("sim: platform message does not marshal: " + err.Error())
 	}
