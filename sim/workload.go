@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/zzim/zzim/system/client"
 	"github.com/zzim/zzim/system/mq"
 	"github.com/zzim/zzim/system/node"
