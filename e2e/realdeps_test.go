@@ -13,6 +13,7 @@ import (
 	"github.com/zzim/zzim/system/client"
 	"github.com/zzim/zzim/system/clientrun"
 	"github.com/zzim/zzim/system/cluster"
+	"github.com/zzim/zzim/system/extlogic"
 	"github.com/zzim/zzim/system/natsdeps"
 	"github.com/zzim/zzim/system/node"
 	"github.com/zzim/zzim/system/store/mysqlstore"
@@ -46,7 +47,8 @@ func TestRealDepsUp(t *testing.T) {
 	natsURL := testdeps.NATS(ctx, t)
 	t.Logf("containers up in %s", time.Since(began).Round(time.Millisecond))
 
-	tc := startRealUp(ctx, t, dsn, redisAddr, natsURL)
+	notified := &msgNotes{msgs: map[string]int{}}
+	tc := startRealUp(ctx, t, dsn, redisAddr, natsURL, notified)
 	if _, ok := tc.deps.Store.(*mysqlstore.Store); !ok {
 		t.Fatalf("got store %T, want *mysqlstore.Store", tc.deps.Store)
 	}
@@ -66,7 +68,7 @@ func TestRealDepsUp(t *testing.T) {
 	waitFor(t, 10*time.Second, "alice and bob online", func() bool { return online(alice) && online(bob) })
 
 	t.Run("exchange", func(t *testing.T) { exchangeTwo(t, f, alice, bob) })
-	t.Run("offline", func(t *testing.T) { offline(t, tc, f, alice, tcp(1)) })
+	t.Run("offline", func(t *testing.T) { offlineReal(t, tc, notified, f, alice, tcp(1)) })
 	t.Run("stored-once", func(t *testing.T) {
 		waitFor(t, 10*time.Second, "every send acknowledged", func() bool { return unacked(alice) == 0 && unacked(bob) == 0 })
 		msgs, _ := tc.dump(t)
@@ -87,12 +89,13 @@ func TestRealDepsUp(t *testing.T) {
 // StartLocal with every role of the default topology, app and HTTP ports
 // chosen by the system, and the web routes on httpentry. The notifier is
 // the test's counter instead of the log notifier.
-func startRealUp(ctx context.Context, t *testing.T, dsn, redisAddr, natsURL string) *testCluster {
+func startRealUp(ctx context.Context, t *testing.T, dsn, redisAddr, natsURL string, n *msgNotes) *testCluster {
 	t.Helper()
 	tc := &testCluster{notes: &notes{users: map[string]int{}}}
+	n.also = tc.notes
 	cfg := cluster.Config{
 		Topology: cluster.DefaultTopology(), Secret: []byte(testSecret), PlatformKey: "e2e-platform",
-		Notifier: tc.notes,
+		Notifier: n,
 	}
 	log := logger(t)
 	deps, err := cluster.OpenDeps(ctx, cluster.DepsOptions{
@@ -140,6 +143,58 @@ func exchangeTwo(t *testing.T, f *fleet, alice, bob *clientrun.Runner) {
 	}
 	if n := f.delivered("alice", "push"); n < 2 {
 		t.Errorf("got %d pushes to alice, want at least bob's 2", n)
+	}
+}
+
+// msgNotes counts the messages notified per user (a notification may carry
+// several) and passes each notification on to also.
+type msgNotes struct {
+	mu   sync.Mutex
+	msgs map[string]int
+	also *notes
+}
+
+func (n *msgNotes) Notify(x extlogic.Notification) {
+	n.mu.Lock()
+	n.msgs[x.User] += len(x.Messages) + x.Omitted
+	n.mu.Unlock()
+	n.also.Notify(x)
+}
+
+func (n *msgNotes) count(user string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.msgs[user]
+}
+
+// offlineReal: dave disconnects (Redis presence cleared), alice sends him
+// three messages, which take the offline path (JetStream, extlogic, the
+// notifier); only once all three are acked and notified does dave come
+// back, so he can get them by sync alone, never by push.
+func offlineReal(t *testing.T, tc *testCluster, n *msgNotes, f *fleet, alice *clientrun.Runner, cfg client.Config) {
+	dave := f.start("dave1", "dave", cfg)
+	waitFor(t, 10*time.Second, "dave online", func() bool { return online(dave) })
+	dave.Stop()
+	waitFor(t, 10*time.Second, "dave's presence cleared in Redis", func() bool {
+		res, err := tc.deps.Presence.Do(context.Background(), node.PresenceOp{Kind: node.PresenceGet, Users: []string{"dave"}})
+		return err == nil && res.Found[0].User == ""
+	})
+	conv := "p:alice:dave:r2"
+	for i := 0; i < 3; i++ {
+		if !f.send(alice, conv, fmt.Sprintf("are you there %d", i)) {
+			t.Fatalf("send %d refused", i)
+		}
+	}
+	waitFor(t, 10*time.Second, "alice's three sends acked", func() bool { return unacked(alice) == 0 })
+	waitFor(t, 15*time.Second, "the notifier called for dave's three messages", func() bool { return n.count("dave") >= 3 })
+	if got := n.count("dave"); got != 3 {
+		t.Errorf("got %d messages notified for dave, want 3", got)
+	}
+	dave2 := f.start("dave2", "dave", cfg)
+	waitFor(t, 10*time.Second, "dave's three messages after reconnecting", func() bool { return len(held(dave2, conv)) == 3 })
+	assertSeqs(t, conv, held(dave2, conv), 3)
+	if got := f.delivered("dave", "sync"); got != 3 {
+		t.Errorf("got %d messages to dave by sync, want 3 (none could be pushed)", got)
 	}
 }
 
