@@ -577,8 +577,8 @@ func (p *Plan) Judge(r *Result, opts JudgeOptions) (*Outcome, error) {
 		}
 		o.Reasons = append(o.Reasons, "run stopped: "+r.Err.Error())
 	}
-	v, err := r.Check(check.Options{Checks: p.Checks, LivenessBound: p.LivenessBound, OutDir: opts.OutDir,
-		Timeout: opts.Timeout})
+	v, err := check.Check(&check.History{Ops: r.History}, check.Options{Dump: r.Store, Faults: r.HistoryFaults(),
+		Checks: p.Checks, LivenessBound: p.LivenessBound, OutDir: opts.OutDir, Timeout: opts.Timeout})
 	if err != nil {
 		return nil, fmt.Errorf("sim: check %s: %w", p.Name, err)
 	}
@@ -628,4 +628,20 @@ func SendAckLatency(ops []check.Op) (p50, p99 time.Duration, n int) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	at := func(q float64) time.Duration { return time.Duration(lat[int(q*float64(len(lat)-1))]) }
 	return at(0.50), at(0.99), len(lat)
+}
+
+// HistoryFaults are the fault windows on the history's clock. Histories
+// record client time (epoch + virtual time, clientEnv.Now) while
+// FaultWindow holds bare virtual time, so CheckFaults' windows all end
+// before the first operation: the liveness deadline never counted from a
+// heal, and a swarm run whose partition outlasted the bound failed
+// promise 9 for deliveries made right after the heal.
+func (r *Result) HistoryFaults() []check.FaultWindow {
+	out := r.CheckFaults()
+	base := epoch.UnixNano()
+	for i := range out {
+		out[i].Start += base
+		out[i].End += base
+	}
+	return out
 }

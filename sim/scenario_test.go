@@ -292,3 +292,42 @@ func TestSwarmDraws(t *testing.T) {
 		t.Errorf("SwarmSpec.Faults=3: got %d faults, want 3", n)
 	}
 }
+
+// TestHistoryFaultsOnHistoryClock: fault windows handed to the checkers
+// lie within the history's time span (the liveness deadline counts from
+// the last heal, so windows on another clock silently disable that).
+func TestHistoryFaultsOnHistoryClock(t *testing.T) {
+	sc, err := scenarios.Load("logic-failover")
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := *sc
+	short.Duration = scenarios.Duration(20 * time.Second)
+	short.Workload.Spikes = nil
+	short.Faults = []scenarios.Fault{{At: scenarios.Duration(5 * time.Second), For: scenarios.Duration(5 * time.Second),
+		What: scenarios.Crash, Target: "logic-1"}}
+	short.Exercised = nil
+	p, err := FromScenario(&short, PlanOptions{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := p.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, last := r.History[0].Call, r.History[0].Call
+	for _, op := range r.History {
+		first = min(first, op.Call)
+		last = max(last, op.ReturnTime())
+	}
+	fs := r.HistoryFaults()
+	if len(fs) != 1 {
+		t.Fatalf("got %d fault windows, want 1", len(fs))
+	}
+	if fs[0].Start < first || fs[0].End > last {
+		t.Errorf("window [%d, %d] outside the history's span [%d, %d]", fs[0].Start, fs[0].End, first, last)
+	}
+	if got := time.Duration(fs[0].End - fs[0].Start); got != 5*time.Second {
+		t.Errorf("window lasts %v, want 5s", got)
+	}
+}

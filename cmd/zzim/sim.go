@@ -283,7 +283,7 @@ func writeArtifacts(dir string, p *sim.Plan, r *sim.Result, o *sim.Outcome) erro
 	}{
 		{"history.jsonl", func(w io.Writer) error { return check.WriteHistory(w, r.History) }},
 		{"store.jsonl", func(w io.Writer) error { return check.WriteStoreDump(w, r.Store) }},
-		{"faults.jsonl", func(w io.Writer) error { return check.WriteFaultWindows(w, r.CheckFaults()) }},
+		{"faults.jsonl", func(w io.Writer) error { return check.WriteFaultWindows(w, r.HistoryFaults()) }},
 		{"trace", func(w io.Writer) error { return writeTrace(w, r) }},
 		{"scenario.yaml", func(w io.Writer) error { return writeReplay(w, p, r) }},
 	}
