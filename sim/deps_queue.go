@@ -27,8 +27,12 @@ type simStream struct {
 	name  string
 	log   []qmsg
 	dedup map[string]int64 // msgID → publish time
-	// dedupOrder lets old dedup entries expire in publish order.
+	// dedupOrder lets old dedup entries expire in publish order; entries
+	// before dedupHead have expired. The slice is compacted only once the
+	// expired prefix is half of it, so expiry costs O(1) amortised per
+	// publish instead of a copy of the whole window each time.
 	dedupOrder []dedupMark
+	dedupHead  int
 	consumers  []int
 }
 
@@ -121,12 +125,16 @@ func (q *simQueue) append(subject string, data []byte, msgID string) error {
 
 func (st *simStream) expireDedup(now int64) {
 	window := int64(mq.DedupWindow)
-	i := 0
+	i := st.dedupHead
 	for ; i < len(st.dedupOrder) && st.dedupOrder[i].at+window <= now; i++ {
 		delete(st.dedup, st.dedupOrder[i].msgID)
+		st.dedupOrder[i] = dedupMark{}
 	}
-	if i > 0 {
-		st.dedupOrder = append(st.dedupOrder[:0], st.dedupOrder[i:]...)
+	st.dedupHead = i
+	if i > 0 && i >= len(st.dedupOrder)/2 {
+		n := copy(st.dedupOrder, st.dedupOrder[i:])
+		st.dedupOrder = st.dedupOrder[:n]
+		st.dedupHead = 0
 	}
 }
 

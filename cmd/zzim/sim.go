@@ -36,6 +36,8 @@ func simCmd() *cobra.Command {
 goroutine, virtual time, simulated network, database, presence, queue and
 registry, and a fault schedule. A seed decides everything: the same scenario
 and seed replay the same run (same trace hash).`,
+		// Simulator runs are batch work: trade heap for less GC (sim.TuneGC).
+		PersistentPreRun: func(*cobra.Command, []string) { sim.TuneGC() },
 	}
 	cmd.AddCommand(simRunCmd(), simSweepCmd())
 	for _, add := range simSubcommands {
