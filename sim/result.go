@@ -269,8 +269,10 @@ func SortedNames(m map[string]uint64) []string {
 	return out
 }
 
-// CheckFaults converts the fault windows for check.Options.Faults.
-func (r *Result) CheckFaults() []check.FaultWindow {
+// virtualFaultWindows are the fault windows in bare virtual time (since
+// the run's start). The checkers need them on the history's clock:
+// HistoryFaults.
+func (r *Result) virtualFaultWindows() []check.FaultWindow {
 	out := make([]check.FaultWindow, len(r.Faults))
 	for i, f := range r.Faults {
 		what := string(f.Kind)
@@ -286,6 +288,6 @@ func (r *Result) CheckFaults() []check.FaultWindow {
 // fault windows filled in (opts' own Dump and Faults are replaced).
 func (r *Result) Check(opts check.Options) (*check.Verdict, error) {
 	opts.Dump = r.Store
-	opts.Faults = r.CheckFaults()
+	opts.Faults = r.HistoryFaults()
 	return check.Check(&check.History{Ops: r.History}, opts)
 }

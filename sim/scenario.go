@@ -632,12 +632,12 @@ func SendAckLatency(ops []check.Op) (p50, p99 time.Duration, n int) {
 
 // HistoryFaults are the fault windows on the history's clock. Histories
 // record client time (epoch + virtual time, clientEnv.Now) while
-// FaultWindow holds bare virtual time, so CheckFaults' windows all end
-// before the first operation: the liveness deadline never counted from a
-// heal, and a swarm run whose partition outlasted the bound failed
-// promise 9 for deliveries made right after the heal.
+// the run's fault schedule is in bare virtual time: given as it is, every
+// window would end before the first operation, the liveness deadline
+// would never count from a heal, and a swarm run whose partition outlasted
+// the bound would fail promise 9 for deliveries made right after the heal.
 func (r *Result) HistoryFaults() []check.FaultWindow {
-	out := r.CheckFaults()
+	out := r.virtualFaultWindows()
 	base := epoch.UnixNano()
 	for i := range out {
 		out[i].Start += base
