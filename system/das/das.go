@@ -85,8 +85,8 @@ type Config struct {
 
 // Stats are das counters, exported for metrics.
 type Stats struct {
-	QueueDepth      [businessCount]int    // waiting now, by wire.Business
-	Rejected        [businessCount]uint64 // OVERLOADED answers, by wire.Business (queue full or waited too long)
+	QueueDepth      [businessCount]int    `metric:"business"` // waiting now, by wire.Business
+	Rejected        [businessCount]uint64 `metric:"business"` // OVERLOADED answers, by wire.Business (queue full or waited too long)
 	RejectedTotal   uint64                // OVERLOADED answers, all businesses
 	Expired         uint64                // requests answered OVERLOADED after QueueWaitMax in a queue
 	BadRequests     uint64                // requests refused by validation or the store

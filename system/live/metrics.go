@@ -2,6 +2,7 @@ package live
 
 import (
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -127,12 +128,51 @@ func emitStruct(ch chan<- prometheus.Metric, role, addr, prefix string, v reflec
 		case reflect.Struct:
 			emitStruct(ch, role, addr, name+"_", fv)
 			continue
+		case reflect.Array:
+			emitIndexed(ch, role, addr, name, f, fv)
+			continue
 		default:
 			continue
 		}
 		desc := prometheus.NewDesc("zzim_"+role+"_"+name, "Service counter "+f.Name+" of "+role+".", []string{"node"}, nil)
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.UntypedValue, val, addr)
 	}
+}
+
+// emitIndexed exports a numeric array field as one series per element.
+// A field tagged `metric:"business"` is indexed by wire.Business, and its
+// elements are labelled business="message", "contact", ... (das keeps its
+// queue depths and rejections that way: one bounded queue per business);
+// any other array is labelled index="0", "1", ...
+func emitIndexed(ch chan<- prometheus.Metric, role, addr, name string, f reflect.StructField, v reflect.Value) {
+	label := "index"
+	if f.Tag.Get("metric") == "business" {
+		label = "business"
+	}
+	desc := prometheus.NewDesc("zzim_"+role+"_"+name, "Service counter "+f.Name+" of "+role+", by "+label+".", []string{"node", label}, nil)
+	for i := 0; i < v.Len(); i++ {
+		var val float64
+		switch e := v.Index(i); e.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			val = float64(e.Int())
+		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			val = float64(e.Uint())
+		case reflect.Float32, reflect.Float64:
+			val = e.Float()
+		default:
+			return
+		}
+		key := strconv.Itoa(i)
+		if label == "business" {
+			key = businessLabel(wire.Business(i))
+		}
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.UntypedValue, val, addr, key)
+	}
+}
+
+// businessLabel is "message" for BUSINESS_MESSAGE and so on.
+func businessLabel(b wire.Business) string {
+	return strings.ToLower(strings.TrimPrefix(b.String(), "BUSINESS_"))
 }
 
 func snake(s string) string {
