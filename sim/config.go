@@ -84,6 +84,9 @@ type Workload struct {
 	// and broadcasts per second, through httpentry's platform API.
 	NoticeRate    float64
 	BroadcastRate float64
+	// BroadcastAt: platform broadcasts at these fixed times (on top of
+	// BroadcastRate's Poisson arrivals).
+	BroadcastAt []time.Duration
 	// BodySize is the length of generated message bodies.
 	BodySize int
 	// KeepUsers and KeepConvs, when non-empty, make only these users (by

@@ -250,10 +250,10 @@ func (p *Plan) workload(cfg *Config, sc *scenarios.Scenario) {
 	if n := w.Notices; n != nil {
 		cw.NoticeRate = n.Rate
 	}
-	if b := w.Broadcasts; b != nil && len(b.At) > 0 {
-		cw.BroadcastRate = float64(len(b.At)) / cfg.Duration.Seconds()
-		p.note("broadcasts at fixed times: the sim draws them as Poisson arrivals of the same mean (%.4f/s)",
-			cw.BroadcastRate)
+	if b := w.Broadcasts; b != nil {
+		for _, at := range b.At {
+			cw.BroadcastAt = append(cw.BroadcastAt, at.D())
+		}
 	}
 }
 

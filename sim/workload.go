@@ -20,6 +20,7 @@ const (
 	actNotice                      // a platform notice
 	actBroadcast                   // a platform broadcast
 	actRetry                       // retry platform request b
+	actBroadcastAt                 // the platform broadcast at BroadcastAt[b]
 )
 
 // platformRetryMax bounds the retries of one platform API call; past it
@@ -67,7 +68,7 @@ func newWorkload(s *sim) (*workload, error) {
 	if err := w.makeClients(); err != nil {
 		return nil, err
 	}
-	w.notices = cfg.NoticeRate > 0 || cfg.BroadcastRate > 0
+	w.notices = cfg.NoticeRate > 0 || cfg.BroadcastRate > 0 || len(cfg.BroadcastAt) > 0
 	w.next(actSend, cfg.Rate)
 	if cfg.ChurnRate > 0 && len(s.clients) > 0 {
 		w.next(actChurn, cfg.ChurnRate*float64(len(s.clients)))
@@ -76,6 +77,9 @@ func newWorkload(s *sim) (*workload, error) {
 	w.next(actBroadcast, cfg.BroadcastRate)
 	for i, st := range cfg.LoginStorms {
 		s.schedule(int64(st.At), event{kind: evWorkload, a: actStorm, b: uint64(i)})
+	}
+	for i, at := range cfg.BroadcastAt {
+		s.schedule(int64(at), event{kind: evWorkload, a: actBroadcastAt, b: uint64(i)})
 	}
 	return w, nil
 }
@@ -248,6 +252,11 @@ func (w *workload) act(e *event) {
 		}
 		w.broadcast()
 		w.next(actBroadcast, cfg.BroadcastRate)
+	case actBroadcastAt:
+		if s.phase != phaseTraffic {
+			return
+		}
+		w.broadcast()
 	case actRetry:
 		if call := w.platform[e.b]; call != nil {
 			delete(w.platform, e.b)

@@ -398,19 +398,33 @@ func TestSyncPagesOn(t *testing.T) {
 	}
 }
 
+// TestPeriodicSync: the periodic tick asks for the conversation list only;
+// its answer syncs the conversations shown behind (from what the client
+// holds) and those it leaves out, and not those it shows caught up.
 func TestPeriodicSync(t *testing.T) {
 	cfg := tcpConfig()
 	cfg.SyncIntervalMax = 10 * time.Second
 	cfg.RequestTimeout = time.Hour // the send below stays unanswered
 	c, e := startTCP(t, cfg)
 	reply(t, c, e, 0, &wire.Push{PushId: 1, Messages: []*wire.ChatMessage{peerMsg(1)}})
-	const other = "p:u3:u1:l9"
+	const other, caughtUp = "p:u3:u1:l9", "p:u4:u1:l9"
 	if _, err := c.Send(e, other, "hi"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Send(e, caughtUp, "hello"); err != nil {
 		t.Fatal(err)
 	}
 	e.take(t)
 	e.advance(c, cfg.SyncIntervalMax)
 	ws := e.take(t)
+	if got := opNames(ws); len(only(ws, wire.OpConvList)) != 1 || len(only(ws, wire.OpSync)) != 0 {
+		t.Fatalf("periodic tick wrote %v, want one CONV_LIST and no SYNC", got)
+	}
+	// testConv is behind (last_seq 2, held 1), caughtUp is not, other is
+	// not listed at all.
+	reply(t, c, e, only(ws, wire.OpConvList)[0].reqID, &wire.ConvListResp{Convs: []*wire.ConvSummary{
+		{ConvId: testConv, LastSeq: 2}, {ConvId: caughtUp, LastSeq: 0}}})
+	ws = e.take(t)
 	after := map[string]uint64{}
 	for _, w := range only(ws, wire.OpSync) {
 		s := w.msg.(*wire.Sync)
@@ -420,16 +434,35 @@ func TestPeriodicSync(t *testing.T) {
 		}
 	}
 	if fmt.Sprint(after) != fmt.Sprint(map[string]uint64{testConv: 1, other: 0}) {
-		t.Fatalf("periodic syncs %v, want every known conversation from what it holds", after)
-	}
-	if len(only(ws, wire.OpConvList)) != 1 {
-		t.Fatalf("periodic tick wrote %v, want a CONV_LIST too", opNames(ws))
+		t.Fatalf("syncs after the list %v, want the behind and the unlisted conversations from what it holds", after)
 	}
 	if got := deliverSeqs(e); fmt.Sprint(got) != "[1/push 2/sync]" {
 		t.Fatalf("delivered %v, want [1/push 2/sync]", got)
 	}
 	if c.Stats().GapFills != 1 {
 		t.Fatalf("gap fills %d, want 1", c.Stats().GapFills)
+	}
+}
+
+// TestPeriodicListFailure: a refused conversation list makes the period
+// sync every known conversation instead.
+func TestPeriodicListFailure(t *testing.T) {
+	cfg := tcpConfig()
+	cfg.SyncIntervalMax = 10 * time.Second
+	c, e := startTCP(t, cfg)
+	reply(t, c, e, 0, &wire.Push{PushId: 1, Messages: []*wire.ChatMessage{peerMsg(1)}})
+	e.take(t)
+	e.advance(c, cfg.SyncIntervalMax)
+	ws := e.take(t)
+	lists := only(ws, wire.OpConvList)
+	if len(lists) != 1 {
+		t.Fatalf("periodic tick wrote %v, want one CONV_LIST", opNames(ws))
+	}
+	reply(t, c, e, lists[0].reqID, &wire.Error{Op: uint32(wire.OpConvList), Code: wire.ErrorCode_OVERLOADED})
+	ws = e.take(t)
+	syncs := only(ws, wire.OpSync)
+	if len(syncs) != 1 || syncs[0].msg.(*wire.Sync).ConvId != testConv || syncs[0].msg.(*wire.Sync).AfterSeq != 1 {
+		t.Fatalf("after a refused list wrote %v, want a SYNC of %s after 1", opNames(ws), testConv)
 	}
 }
 

@@ -79,7 +79,7 @@ type Config struct {
 	BackoffMin        time.Duration // reconnect and resend backoff, doubled per attempt
 	BackoffMax        time.Duration
 	RequestTimeout    time.Duration // an unanswered request is retried after this
-	SyncIntervalMax   time.Duration // every known conversation is synced at least this often
+	SyncIntervalMax   time.Duration // the conversation list is fetched at least this often; what it shows behind is synced
 	HeartbeatInterval time.Duration // TCP: a heartbeat after this long without writing
 	PollWait          time.Duration // long-poll: timeout_ms of a poll
 	PendingSendsMax   int           // unacknowledged sends; Send fails with ErrPendingFull beyond

@@ -107,8 +107,8 @@ func (c *Client) accept(env Env, m *wire.ChatMessage, via string) {
 	cv.buffer[m.Seq] = buffered{m: m, via: via}
 	if via == viaPush {
 		// A gap: the missing pushes may be lost, fill it by sync. (An own
-		// ack ahead of last is usually a push in flight; the periodic sync
-		// covers it if not. A sync page is contiguous by contract.)
+		// ack ahead of last is usually a push in flight; the periodic
+		// conversation list shows it behind if not. A sync page is contiguous by contract.)
 		c.requestSync(env, cv)
 	}
 }
@@ -279,7 +279,8 @@ func (c *Client) onSyncResp(env Env, sc syncCall, resp *wire.SyncResp) {
 	}
 	if current {
 		// Page on while the server has more and this page moved us forward
-		// (no progress means a stale or broken answer: the periodic sync retries).
+		// (no progress means a stale or broken answer: the periodic conversation
+		// list shows it still behind and syncs it again).
 		more := resp.LastSeq > cv.last && cv.last > sc.after
 		if more || cv.syncAgain {
 			cv.syncAgain = false
@@ -330,6 +331,19 @@ func (c *Client) onConvList(env Env, call int64, resp *wire.ConvListResp) {
 		cv.markRead(row.ReadSeq)
 		if row.LastSeq > cv.last {
 			c.requestSync(env, cv)
+		}
+	}
+	// A conversation the list leaves out (the list was cut at its limit,
+	// or the store does not list it) cannot be judged from it: sync it.
+	if len(c.convs) > len(resp.Convs) {
+		listed := make(map[string]bool, len(resp.Convs))
+		for _, row := range resp.Convs {
+			listed[row.ConvId] = true
+		}
+		for _, id := range c.convIDs() {
+			if !listed[id] {
+				c.requestSync(env, c.convs[id])
+			}
 		}
 	}
 }

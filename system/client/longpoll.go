@@ -175,6 +175,8 @@ func (p *poll) handle(env Env, ev Event) {
 		var m wire.ConvListResp
 		if p.ok(env, resp, &m) {
 			p.c.onConvList(env, r.call, &m)
+		} else {
+			p.c.onConvListFailed(env)
 		}
 	case wire.OpRead:
 		var m wire.ReadAck

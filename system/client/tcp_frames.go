@@ -108,6 +108,8 @@ func (t *tcp) onError(env Env, req *tcpReq, e *wire.Error) {
 		}
 	case op == wire.OpSync && req != nil:
 		t.c.onSyncFailed(env, req.sync)
+	case op == wire.OpConvList && req != nil:
+		t.c.onConvListFailed(env)
 	default:
 		env.Log().Debug("client: request failed", "user", t.c.cfg.User, "op", op, "code", e.Code)
 	}
@@ -157,6 +159,8 @@ func (t *tcp) onRequestDeadline(env Env) {
 			}
 		case wire.OpSync:
 			t.c.onSyncFailed(env, r.sync)
+		case wire.OpConvList:
+			t.c.onConvListFailed(env)
 		case wire.OpLogin:
 			t.hangup(env)
 		}
