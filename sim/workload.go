@@ -13,14 +13,14 @@ import (
 
 // Workload actions (event.a of evWorkload).
 const (
-	actStart     uint64 = iota + 1 // start client target
-	actSend                        // the next chat message arrives
-	actChurn                       // a client goes offline
-	actStorm                       // login storm b
-	actNotice                      // a platform notice
-	actBroadcast                   // a platform broadcast
-	actRetry                       // retry platform request b
-	actBroadcastAt                 // the platform broadcast at BroadcastAt[b]
+	actStart       uint64 = iota + 1 // start client target
+	actSend                          // the next chat message arrives
+	actChurn                         // a client goes offline
+	actStorm                         // login storm b
+	actNotice                        // a platform notice
+	actBroadcast                     // a platform broadcast
+	actRetry                         // retry platform request b
+	actBroadcastAt                   // the platform broadcast at BroadcastAt[b]
 )
 
 // platformRetryMax bounds the retries of one platform API call; past it
