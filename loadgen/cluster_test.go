@@ -121,6 +121,14 @@ func TestFlashSaleSpikeVerify(t *testing.T) {
 	if s.Acked == 0 || s.Delivered == 0 {
 		t.Errorf("acked %d, delivered %d: want both > 0", s.Acked, s.Delivered)
 	}
+	// Every ack and delivery is also measured from the send's last write
+	// (the tracker kept each send's times until both arrived).
+	if n := s.Latency[SeriesAckRaw].Count; n != s.Acked || s.Generator.Untracked != 0 {
+		t.Errorf("ack_raw: got %d of %d acks (untracked %d), want all", n, s.Acked, s.Generator.Untracked)
+	}
+	if n := s.Latency[SeriesDeliverRaw].Count; n != s.Delivered {
+		t.Errorf("deliver_raw: got %d of %d deliveries, want all", n, s.Delivered)
+	}
 	// An impossible threshold is broken.
 	th, _ := ParseThreshold("p99_ack<1us")
 	if JudgeAll([]Threshold{th}, res.Summary) {

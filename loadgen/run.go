@@ -78,12 +78,16 @@ type Result struct {
 
 // gen is one run in progress.
 type gen struct {
-	cfg      Config
-	prof     *Profile
-	clock    *clientrun.Clock
-	rec      *clientrun.Recorder
-	m        *Metrics
-	track    *tracker
+	cfg   Config
+	prof  *Profile
+	clock *clientrun.Clock
+	rec   *clientrun.Recorder
+	m     *Metrics
+	// byName finds a message's sender (its send log) by user name; set
+	// before any client starts, read-only after.
+	byName map[string]*user
+	// tracked counts the sends kept in send logs (at most trackedMax).
+	tracked  atomic.Int64
 	users    []*user
 	tcpUsers []*user
 	convs    []conversation
@@ -126,13 +130,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	p := cfg.Profile
 	w := &p.Workload
-	g := &gen{cfg: cfg, prof: p, clock: clientrun.NewClock(), track: newTracker()}
+	g := &gen{cfg: cfg, prof: p, clock: clientrun.NewClock()}
 	if cfg.Verify {
 		g.rec = &clientrun.Recorder{}
 	}
 	rnd := rand.New(rand.NewPCG(cfg.Seed, 1))
 	g.users, g.convs = population(cfg.UserPrefix, w.Users, w.Conversations, w.LongPollShare, len(cfg.TCP) > 0, cfg.HTTP != "", rnd)
+	g.byName = make(map[string]*user, len(g.users))
 	for _, u := range g.users {
+		u.log.cnt = &g.tracked
+		g.byName[u.name] = u
 		if !u.longPoll {
 			g.tcpUsers = append(g.tcpUsers, u)
 		}
@@ -228,7 +235,7 @@ func (g *gen) addSources(sch *scheduler, rnd *rand.Rand, replay []replayEvent) {
 			u = g.users[cv.seller]
 		}
 		g.m.offer(intended, g.clock.Now().Sub(intended))
-		if !u.runner.Post(g.sendAction(cv.id, nanos(intended))) {
+		if !u.runner.Post(g.sendAction(u, cv.id, nanos(intended))) {
 			g.m.Dropped.Add(1)
 			g.m.error(intended, "dropped")
 		}
@@ -279,6 +286,7 @@ func (g *gen) loginStorm(n int) {
 	for i := range us {
 		lp := len(g.cfg.TCP) == 0
 		us[i] = &user{idx: base + i, name: g.cfg.UserPrefix + "storm" + strconv.Itoa(i), longPoll: lp}
+		us[i].log.cnt = &g.tracked // storm users are idle; their sends would be kept as any
 		g.startUser(us[i])
 	}
 	g.stormMu.Lock()

@@ -8,86 +8,163 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/zzim/zzim/system/wire"
 )
 
-// Tracker bounds.
+// Tracking bounds.
 const (
-	trackShards = 64
 	// trackedMax bounds the sends whose times are kept at once; beyond it a
 	// send's raw latency is not measured (counted as untracked).
 	trackedMax = 1 << 21
+	// deliverHorizon: a send acknowledged this long ago and not delivered
+	// is forgotten once it is the sender's oldest: a later delivery is
+	// still measured from its intended time (the body carries it), only
+	// not from its last write.
+	deliverHorizon = time.Minute
+	// logCompactMin: a send log moves its live entries to the front once
+	// this many (and half of it) are forgotten.
+	logCompactMin = 64
 )
 
 // sent is what the generator knows of one message until it is both
 // acknowledged and delivered.
 type sent struct {
-	intended  int64 // ns on the run's clock
+	id        string
+	intended  int64 // ns on the run's clock; 0 unknown
 	written   int64 // last time a SEND carrying it went on the wire; 0 unknown
-	acked     bool
+	acked     int64 // when acknowledged; 0 not yet
 	delivered bool
+	failed    bool
 }
 
-// tracker maps client_msg_id → times, sharded so that client goroutines
-// rarely contend. Sender and receiver are different client goroutines.
-type tracker struct {
-	shards [trackShards]struct {
-		mu sync.Mutex
-		m  map[string]*sent
-	}
-	cnt atomic.Int64
+func (s *sent) finished() bool { return s.failed || s.acked != 0 && s.delivered }
+
+// sendLog is one sender's sends the generator still expects an ack or a
+// delivery for, in send order. The sender's client goroutine adds, notes
+// writes and acks; receivers' goroutines note deliveries. Acks and
+// deliveries come nearly in send order, so each lookup starts at a hint
+// (after the last one found) and nearly always hits at once, among entries
+// recently touched: no hashing, and no cache miss per send however many a
+// run keeps (a sink that never delivers keeps every send).
+type sendLog struct {
+	mu    sync.Mutex
+	q     []sent // q[head:] are live
+	head  int
+	ackAt int // where the next ack most likely is
+	dlvAt int // where the next delivery most likely is
+	cnt   *atomic.Int64
 }
 
-func newTracker() *tracker {
-	t := &tracker{}
-	for i := range t.shards {
-		t.shards[i].m = map[string]*sent{}
-	}
-	return t
-}
-
-// shard: FNV-1a of id, inline (no hasher allocation per call).
-func (t *tracker) shard(id string) int {
-	h := uint32(2166136261)
-	for i := 0; i < len(id); i++ {
-		h ^= uint32(id[i])
-		h *= 16777619
-	}
-	return int(h % trackShards)
-}
-
-// with runs fn on id's entry, creating it when create is set (and there is
-// room); fn returns whether the entry is finished and may be forgotten.
-func (t *tracker) with(id string, create bool, fn func(s *sent) (done bool)) bool {
-	sh := &t.shards[t.shard(id)]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	s := sh.m[id]
-	if s == nil {
-		if !create || !t.reserve() {
-			return false
+// find returns the index of id in q[head:], or -1: from hint on, then
+// back from it.
+func find[S string | []byte](l *sendLog, id S, hint int) int {
+	hint = max(hint, l.head)
+	for i := hint; i < len(l.q); i++ {
+		if l.q[i].id == string(id) {
+			return i
 		}
-		s = &sent{}
-		sh.m[id] = s
 	}
-	if fn(s) {
-		delete(sh.m, id)
-		t.release()
+	for i := min(hint, len(l.q)) - 1; i >= l.head; i-- {
+		if l.q[i].id == string(id) {
+			return i
+		}
 	}
-	return true
+	return -1
 }
 
-func (t *tracker) reserve() bool {
-	if t.cnt.Add(1) > trackedMax {
-		t.cnt.Add(-1)
+// add appends a send with its intended time, and its written time unless
+// 0. False when the run keeps trackedMax sends already.
+func (l *sendLog) add(id string, intended, written int64) bool {
+	if l.cnt.Add(1) > trackedMax {
+		l.cnt.Add(-1)
 		return false
 	}
+	l.mu.Lock()
+	l.q = append(l.q, sent{id: id, intended: intended, written: written})
+	l.mu.Unlock()
 	return true
 }
 
-func (t *tracker) release() { t.cnt.Add(-1) }
+// wrote notes that a SEND carrying id went on the wire again at now (a
+// resend, or a send the window held). False when id is not kept.
+func (l *sendLog) wrote(id []byte, now int64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := find(l, id, l.ackAt)
+	if i < 0 {
+		return false
+	}
+	l.q[i].written = now
+	return true
+}
+
+// ack marks id acknowledged at now and returns its times (zero when
+// unknown).
+func (l *sendLog) ack(id string, now int64) (intended, written int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := find(l, id, l.ackAt)
+	if i < 0 {
+		return 0, 0
+	}
+	s := &l.q[i]
+	s.acked = now
+	intended, written = s.intended, s.written
+	l.ackAt = i + 1
+	l.trim(now)
+	return intended, written
+}
+
+// deliver marks id delivered and returns when it was last written (zero
+// when unknown).
+func (l *sendLog) deliver(id string, now int64) (written int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := find(l, id, l.dlvAt)
+	if i < 0 {
+		return 0
+	}
+	s := &l.q[i]
+	s.delivered = true
+	written = s.written
+	l.dlvAt = i + 1
+	l.trim(now)
+	return written
+}
+
+// fail forgets id (its send failed definitively).
+func (l *sendLog) fail(id string, now int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if i := find(l, id, l.ackAt); i >= 0 {
+		l.q[i].failed = true
+		l.trim(now)
+	}
+}
+
+// trim forgets the finished sends at the front, and a front send
+// acknowledged over deliverHorizon ago; it compacts q now and then.
+func (l *sendLog) trim(now int64) {
+	for l.head < len(l.q) {
+		s := &l.q[l.head]
+		if !s.finished() && (s.acked == 0 || now-s.acked < int64(deliverHorizon)) {
+			break
+		}
+		*s = sent{}
+		l.head++
+		l.cnt.Add(-1)
+	}
+	if l.head >= logCompactMin && l.head >= len(l.q)/2 {
+		n := copy(l.q, l.q[l.head:])
+		clear(l.q[n:])
+		l.q = l.q[:n]
+		l.ackAt = max(l.ackAt-l.head, 0)
+		l.dlvAt = max(l.dlvAt-l.head, 0)
+		l.head = 0
+	}
+}
 
 // bodyPrefix starts every generated body; the intended send time (ns on
 // the run's clock) follows, so the receiver measures from it even when the
@@ -95,11 +172,18 @@ func (t *tracker) release() { t.cnt.Add(-1) }
 const bodyPrefix = "zl:"
 
 func makeBody(intended int64, size int) string {
-	s := bodyPrefix + strconv.FormatInt(intended, 10)
-	if pad := size - len(s) - 1; pad > 0 {
-		s += ":" + strings.Repeat("x", pad)
+	var b strings.Builder
+	b.Grow(max(size, len(bodyPrefix)+20))
+	b.WriteString(bodyPrefix)
+	var num [20]byte
+	b.Write(strconv.AppendInt(num[:0], intended, 10))
+	if pad := size - b.Len() - 1; pad > 0 {
+		b.WriteByte(':')
+		for range pad {
+			b.WriteByte('x')
+		}
 	}
-	return s
+	return b.String()
 }
 
 func parseBody(body string) (int64, bool) {
@@ -114,30 +198,49 @@ func parseBody(body string) (int64, bool) {
 	return v, err == nil
 }
 
-// sendIDOfFrame is the client_msg_id of a SEND frame ("" otherwise).
-func sendIDOfFrame(f wire.Frame) string {
+// sendIDOfFrame is the client_msg_id of a SEND frame (nil otherwise). It
+// reads that one field (no message decoded) and aliases the frame's body.
+func sendIDOfFrame(f wire.Frame) []byte {
 	if f.Op != wire.OpSend {
-		return ""
+		return nil
 	}
-	var s wire.Send
-	if proto.Unmarshal(f.Body, &s) != nil {
-		return ""
+	b := f.Body
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil
+		}
+		b = b[n:]
+		if num == sendClientMsgIDField && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil
+			}
+			return v
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return nil
+		}
+		b = b[n:]
 	}
-	return s.ClientMsgId
+	return nil
 }
 
-// sendIDOfHTTP is the client_msg_id of a POST /v1/send ("" otherwise).
-func sendIDOfHTTP(method, path string, body []byte) string {
+// sendClientMsgIDField is wire.Send's client_msg_id field number.
+var sendClientMsgIDField = (&wire.Send{}).ProtoReflect().Descriptor().Fields().ByName("client_msg_id").Number()
+
+// sendIDOfHTTP is the client_msg_id of a POST /v1/send (nil otherwise).
+func sendIDOfHTTP(method, path string, body []byte) []byte {
 	if method != "POST" || !strings.HasPrefix(path, "/v1/send") {
-		return ""
+		return nil
 	}
 	var s struct {
 		ClientMsgID string `json:"client_msg_id"`
 	}
 	if json.Unmarshal(body, &s) != nil {
-		return ""
+		return nil
 	}
-	return s.ClientMsgID
+	return []byte(s.ClientMsgID)
 }
 
 func nanos(t time.Time) int64 { return t.UnixNano() }

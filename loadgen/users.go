@@ -40,6 +40,21 @@ type user struct {
 	runner   *clientrun.Runner
 	// offlineUntil (ns on the run's clock): dials fail until then (churn).
 	offlineUntil atomic.Int64
+	// log: u's sends awaiting an ack or a delivery, with their times.
+	log sendLog
+
+	// Writes of SEND frames during a send action (guarded by the client's
+	// runner, which serializes the action and its writes): the new send's
+	// entry is made once, with its intended and written times.
+	sending bool
+	wrote   []wroteNote
+	wroteID []byte // the notes' ids, end to end
+}
+
+// wroteNote: a SEND went on the wire at at; its id is wroteID[from:to].
+type wroteNote struct {
+	from, to int
+	at       int64
 }
 
 // conversation is a buyer/seller pair about one listing.
@@ -78,8 +93,10 @@ func (g *gen) startUser(u *user) {
 		User: u.name, Device: "load", Token: wire.SignToken(g.cfg.Secret, u.name, g.clock.Now().Add(tokenLifetime)),
 		Entries: g.cfg.TCP, HTTP: g.cfg.HTTP, ClientNum: u.idx + 1 + g.cfg.ClientNumBase,
 		BackoffMax: clientBackoffMax, HeldMax: clientHeldMax, InflightMax: g.prof.Workload.InflightMax,
-		OnDeliver:  g.onDeliver,
-		OnSendDone: g.onSendDone,
+		OnDeliver: g.onDeliver,
+		OnSendDone: func(env client.Env, id string, seq uint64, code string) {
+			g.onSendDone(u, env, id, seq, code)
+		},
 	}
 	if u.longPoll {
 		cfg.Transport = client.LongPoll
@@ -87,8 +104,8 @@ func (g *gen) startUser(u *user) {
 	opts := clientrun.Options{
 		Clock: g.clock, Recorder: g.rec, Logger: g.cfg.Logger, MailboxMax: clientMailboxMax,
 		ReadBuffer: clientReadBuffer, Online: &g.online, Dial: g.dialer(u),
-		OnWrite: func(f wire.Frame) { g.noteWrite(sendIDOfFrame(f)) },
-		OnHTTP:  func(method, path string, body []byte) { g.noteWrite(sendIDOfHTTP(method, path, body)) },
+		OnWrite: func(f wire.Frame) { g.noteWrite(u, sendIDOfFrame(f)) },
+		OnHTTP:  func(method, path string, body []byte) { g.noteWrite(u, sendIDOfHTTP(method, path, body)) },
 	}
 	u.runner = clientrun.Start(cfg, opts)
 }
@@ -108,27 +125,53 @@ func (g *gen) dialer(u *user) func(ctx context.Context, network, addr string) (n
 	}
 }
 
-// noteWrite: a SEND went on the wire now (first write or resend).
-func (g *gen) noteWrite(id string) {
-	if id == "" {
+// noteWrite: a SEND of u's went on the wire now (first write or resend).
+// During a send action the note waits for the action's end.
+func (g *gen) noteWrite(u *user, id []byte) {
+	if len(id) == 0 {
 		return
 	}
 	now := nanos(g.clock.Now())
-	if !g.track.with(id, true, func(s *sent) bool { s.written = now; return false }) {
+	if u.sending {
+		from := len(u.wroteID)
+		u.wroteID = append(u.wroteID, id...)
+		u.wrote = append(u.wrote, wroteNote{from: from, to: len(u.wroteID), at: now})
+		return
+	}
+	g.wrote(u, id, now)
+}
+
+func (g *gen) wrote(u *user, id []byte, at int64) {
+	if !u.log.wrote(id, at) {
 		g.m.Untracked.Add(1)
 	}
 }
 
 // sendAction is what a scheduled send does on the sender's goroutine.
-func (g *gen) sendAction(conv string, intended int64) func(*client.Client, client.Env) {
+func (g *gen) sendAction(u *user, conv string, intended int64) func(*client.Client, client.Env) {
 	return func(c *client.Client, env client.Env) {
+		u.sending = true
 		id, err := c.Send(env, conv, makeBody(intended, g.prof.Workload.BodySize))
+		u.sending = false
+		// The sends written meanwhile: this one (if its window was open),
+		// and earlier ones it let through.
+		var written int64
+		for _, n := range u.wrote {
+			if wid := u.wroteID[n.from:n.to]; err == nil && string(wid) == id {
+				written = n.at
+			} else {
+				g.wrote(u, wid, n.at)
+			}
+		}
+		u.wrote, u.wroteID = u.wrote[:0], u.wroteID[:0]
 		if err != nil {
 			g.m.error(env.Now(), sendErrKind(err))
 			return
 		}
 		g.m.Accepted.Add(1)
-		g.track.with(id, true, func(s *sent) bool { s.intended = intended; return false })
+		if !u.log.add(id, intended, written) {
+			g.m.Untracked.Add(1)
+		}
 	}
 }
 
@@ -146,26 +189,23 @@ func sendErrKind(err error) string {
 	return "send_" + err.Error()
 }
 
-// onSendDone: a send's definite outcome, on the sender's goroutine.
-func (g *gen) onSendDone(env client.Env, id string, seq uint64, code string) {
+// onSendDone: a send of u's had its definite outcome, on u's goroutine.
+func (g *gen) onSendDone(u *user, env client.Env, id string, seq uint64, code string) {
 	now := env.Now()
 	if code != "" {
 		g.m.Failed.Add(1)
 		g.m.error(now, code)
-		g.track.with(id, false, func(*sent) bool { return true })
+		u.log.fail(id, nanos(now))
 		return
 	}
 	intended, raw := time.Duration(-1), time.Duration(-1)
-	g.track.with(id, false, func(s *sent) bool {
-		if s.intended > 0 {
-			intended = time.Duration(nanos(now) - s.intended)
-		}
-		if s.written > 0 {
-			raw = time.Duration(nanos(now) - s.written)
-		}
-		s.acked = true
-		return s.delivered
-	})
+	at, written := u.log.ack(id, nanos(now))
+	if at > 0 {
+		intended = time.Duration(nanos(now) - at)
+	}
+	if written > 0 {
+		raw = time.Duration(nanos(now) - written)
+	}
 	if intended < 0 {
 		intended = raw // intended unknown only if untracked; fall back
 	}
@@ -180,13 +220,11 @@ func (g *gen) onDeliver(env client.Env, m *wire.ChatMessage, _ string) {
 	}
 	now := env.Now()
 	raw := time.Duration(-1)
-	g.track.with(m.ClientMsgId, false, func(s *sent) bool {
-		if s.written > 0 {
-			raw = time.Duration(nanos(now) - s.written)
+	if from := g.byName[m.SenderId]; from != nil {
+		if written := from.log.deliver(m.ClientMsgId, nanos(now)); written > 0 {
+			raw = time.Duration(nanos(now) - written)
 		}
-		s.delivered = true
-		return s.acked
-	})
+	}
 	g.m.deliver(now, max(time.Duration(nanos(now)-intended), 0), raw)
 }
 

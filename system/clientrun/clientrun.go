@@ -1,7 +1,10 @@
 // Package clientrun drives reference clients (system/client) over real
 // TCP and HTTP: one goroutine per client draining a mailbox, like
-// system/live does for services. The chaos harness, the load generator,
-// `zzim up` examples and end-to-end tests use it.
+// system/live does for services, and one reading its connection. Both
+// hold the client's lock while it handles an event, so the client sees
+// one event at a time; frames read are handled on the reading goroutine
+// (no hand-off per frame). The chaos harness, the load generator, `zzim
+// up` examples and end-to-end tests use it.
 package clientrun
 
 import (
@@ -68,13 +71,15 @@ type Options struct {
 	// 0). A load generator running many thousand clients uses a small one:
 	// the buffer is allocated up front.
 	MailboxMax int
-	// ReadBuffer is the size of one read from the connection (4096 if 0).
+	// ReadBuffer is the size of one read from the connection (4096 if 0;
+	// the buffer grows for a larger frame).
 	ReadBuffer int
-	// OnWrite, if set, sees every frame the client writes, on the client's
-	// goroutine (a load generator notes when each send went on the wire).
+	// OnWrite, if set, sees every frame the client writes, with the client
+	// held (calls for one client never overlap); a load generator notes
+	// when each send went on the wire.
 	OnWrite func(f wire.Frame)
-	// OnHTTP, if set, sees every HTTP request the client makes, on the
-	// client's goroutine.
+	// OnHTTP, if set, sees every HTTP request the client makes, with the
+	// client held.
 	OnHTTP func(method, path string, body []byte)
 	// Online, if set, counts the clients with a session up: each runner
 	// adds 1 when its client comes online and -1 when it goes offline.
@@ -89,15 +94,30 @@ type Runner struct {
 	done    chan struct{}
 	stopped atomic.Bool
 	rnd     *rand.Rand
-	online  bool // last value added to opts.Online (client goroutine only)
 
-	// owned by the client goroutine
-	conn    net.Conn
+	// mu is held while the client handles an event: by the mailbox
+	// goroutine, or by the reader of the current connection. Everything
+	// below is guarded by it.
+	mu     sync.Mutex
+	closed bool // the runner stopped: nothing more is handled
+	online bool // last value added to opts.Online
+	conn   net.Conn
+	// wdl is the write deadline set on conn (zero: none yet). It is moved
+	// only when less than writeTimeout-writeDeadlineSlack remains, not on
+	// every write: a write may block between 4 and 5 seconds.
+	wdl     time.Time
 	connGen uint64
 	out     []byte
 	ids     uint64
 	timers  map[client.TimerID]*time.Timer
 }
+
+// A write that cannot complete within writeTimeout (less the slack) closes
+// the connection.
+const (
+	writeTimeout       = 5 * time.Second
+	writeDeadlineSlack = time.Second
+)
 
 type connEvent struct {
 	gen uint64
@@ -185,27 +205,36 @@ func (r *Runner) post(ev any) bool {
 
 func (r *Runner) run() {
 	env := (*runEnv)(r)
+	r.mu.Lock()
 	r.c.Start(env)
 	r.flush()
 	r.noteOnline()
+	r.mu.Unlock()
 	for {
 		select {
 		case <-r.done:
+			r.mu.Lock()
+			r.closed = true
 			if r.conn != nil {
 				r.conn.Close()
+				r.conn = nil
 			}
 			for _, t := range r.timers {
 				t.Stop()
 			}
 			if r.online {
+				r.online = false
 				r.opts.Online.Add(-1)
 			}
+			r.mu.Unlock()
 			return
 		case ev := <-r.mailbox:
+			r.mu.Lock()
 			r.dispatch(env, ev)
 			r.coalesce(env)
 			r.flush()
 			r.noteOnline()
+			r.mu.Unlock()
 		}
 	}
 }
@@ -253,12 +282,7 @@ func (r *Runner) dispatch(env *runEnv, ev any) {
 		if e.gen != r.connGen {
 			return // an old connection's news
 		}
-		r.flush() // frames of coalesced events belong to this connection
-		if _, ok := e.ev.(client.Disconnected); ok && r.conn != nil {
-			r.conn.Close()
-			r.conn = nil
-		}
-		r.c.Handle(env, e.ev)
+		r.disconnected(env, e.ev)
 	case connUp:
 		r.flush()
 		if e.gen != r.connGen || r.stopped.Load() {
@@ -266,6 +290,7 @@ func (r *Runner) dispatch(env *runEnv, ev any) {
 			return
 		}
 		r.conn = e.conn
+		r.wdl = time.Time{}
 		go r.reader(e.gen, e.conn)
 		r.c.Handle(env, client.Connected{})
 	case client.Timer:
@@ -279,13 +304,27 @@ func (r *Runner) dispatch(env *runEnv, ev any) {
 	}
 }
 
-// flush writes the frames queued while handling one event in one write.
+// disconnected closes the current connection and tells the client (ev is
+// its Disconnected).
+func (r *Runner) disconnected(env *runEnv, ev client.Event) {
+	r.flush() // frames of events handled before belong to this connection
+	if r.conn != nil {
+		r.conn.Close()
+		r.conn = nil
+	}
+	r.c.Handle(env, ev)
+}
+
+// flush writes the frames queued while handling events in one write.
 func (r *Runner) flush() {
 	if len(r.out) == 0 || r.conn == nil {
 		r.out = r.out[:0]
 		return
 	}
-	_ = r.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if now := time.Now(); r.wdl.Sub(now) < writeTimeout-writeDeadlineSlack {
+		r.wdl = now.Add(writeTimeout)
+		_ = r.conn.SetWriteDeadline(r.wdl)
+	}
 	if _, err := r.conn.Write(r.out); err != nil {
 		r.conn.Close() // the reader reports Disconnected
 	}
@@ -405,33 +444,55 @@ func (e *runEnv) Record(op check.Op) {
 // readBufferDefault is the default size of one read.
 const readBufferDefault = 4096
 
-// reader turns a connection's bytes into FrameIn events. It reads straight
-// into one buffer (no bufio layer: it would only copy twice).
+// reader reads a connection straight into one buffer and hands the client
+// every whole frame of each read at once, holding the client's lock, then
+// writes what they produced in one write: no hand-off to the mailbox
+// goroutine and no copy per frame. A frame's body aliases the buffer; the
+// client decodes it while handling the frame and keeps no reference.
 func (r *Runner) reader(gen uint64, conn net.Conn) {
-	var buf []byte
-	tmp := make([]byte, r.opts.ReadBuffer)
+	env := (*runEnv)(r)
+	buf := make([]byte, r.opts.ReadBuffer)
+	var start, end int // buf[start:end] is read and not yet decoded
 	for {
-		n, err := conn.Read(tmp)
-		buf = append(buf, tmp[:n]...)
-		for {
-			f, used, derr := wire.Decode(buf)
-			if derr != nil {
-				if derr == wire.ErrShort {
-					break
-				}
-				conn.Close()
-				r.post(connEvent{gen: gen, ev: client.Disconnected{Reason: derr.Error()}})
-				return
-			}
-			body := append([]byte(nil), f.Body...)
-			f.Body = body
-			buf = buf[used:]
-			if !r.post(connEvent{gen: gen, ev: client.FrameIn{Frame: f}}) {
-				return
-			}
+		if start > 0 { // keep the partial frame left, at the front
+			end = copy(buf, buf[start:end])
+			start = 0
 		}
+		if end == len(buf) { // one frame larger than the buffer
+			buf = append(buf, make([]byte, len(buf))...)
+		}
+		n, err := conn.Read(buf[end:])
+		end += n
+		r.mu.Lock()
+		if r.closed || gen != r.connGen {
+			r.mu.Unlock()
+			conn.Close()
+			return
+		}
+		for start < end && gen == r.connGen {
+			f, used, derr := wire.Decode(buf[start:end])
+			if derr == wire.ErrShort {
+				break
+			}
+			if derr != nil {
+				err = derr
+				break
+			}
+			start += used
+			r.c.Handle(env, client.FrameIn{Frame: f})
+		}
+		if start == end {
+			start, end = 0, 0
+		}
+		if err != nil && gen == r.connGen {
+			conn.Close()
+			r.disconnected(env, client.Disconnected{Reason: err.Error()})
+		}
+		r.flush()
+		r.noteOnline()
+		r.mu.Unlock()
 		if err != nil {
-			r.post(connEvent{gen: gen, ev: client.Disconnected{Reason: err.Error()}})
+			conn.Close()
 			return
 		}
 	}
