@@ -58,7 +58,7 @@ type Host struct {
 	stopped atomic.Bool
 
 	ids      atomic.Uint64
-	timers   map[node.TimerID]*time.Timer // touched only by the node goroutine
+	timers   hostTimers // touched only by the node goroutine (but wake)
 	inflight atomic.Int64
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -72,7 +72,7 @@ func newHost(p *Process, addr node.Addr, newNode func() node.Node) *Host {
 	var seed [16]byte
 	_, _ = crand.Read(seed[:])
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Host{
+	h := &Host{
 		addr:    addr,
 		inc:     node.Incarnation(time.Now().UnixNano()),
 		newNode: newNode,
@@ -82,10 +82,16 @@ func newHost(p *Process, addr node.Addr, newNode func() node.Node) *Host {
 		mailbox: make(chan node.Event, MailboxMax),
 		inspect: make(chan inspectReq),
 		done:    make(chan struct{}),
-		timers:  map[node.TimerID]*time.Timer{},
 		ctx:     ctx,
 		cancel:  cancel,
 	}
+	h.timers = hostTimers{epoch: time.Now(), tags: map[node.TimerID]any{}}
+	// The one runtime timer of the host: it fires for the earliest of the
+	// node's timers and posts the wake-up (a Timer with ID 0, an ID that
+	// nextID never gives).
+	h.timers.wake = time.AfterFunc(time.Hour, func() { h.post(node.Timer{}) })
+	h.timers.wake.Stop()
+	return h
 }
 
 // Addr is the node's address.
@@ -127,6 +133,13 @@ func (h *Host) post(ev node.Event) bool {
 	if h.stopped.Load() {
 		return false
 	}
+	// The mailbox has room nearly always: a send that cannot block locks
+	// one channel, where the select below locks two.
+	select {
+	case h.mailbox <- ev:
+		return true
+	default:
+	}
 	select {
 	case h.mailbox <- ev:
 		return true
@@ -134,6 +147,10 @@ func (h *Host) post(ev node.Event) bool {
 		return false
 	}
 }
+
+// mailboxDrainMax bounds the events a host takes from its mailbox in one
+// go before it looks at inspect requests and done again.
+const mailboxDrainMax = 256
 
 func (h *Host) run() {
 	env := &hostEnv{h: h}
@@ -145,6 +162,19 @@ func (h *Host) run() {
 		case ev := <-h.mailbox:
 			h.dispatch(env, ev)
 			h.drainLocal(env)
+			// Under load events wait in the mailbox: take them with a
+			// one-channel receive each rather than a three-way select
+			// that locks the mailbox, inspect and done channels every time.
+			for i := 0; i < mailboxDrainMax && !h.stopped.Load(); i++ {
+				select {
+				case ev := <-h.mailbox:
+					h.dispatch(env, ev)
+					h.drainLocal(env)
+					continue
+				default:
+				}
+				break
+			}
 		case r := <-h.inspect:
 			r.fn(h.n)
 			close(r.done)
@@ -154,21 +184,22 @@ func (h *Host) run() {
 	}
 }
 
+// drainLocal handles the events the node's own effects queued (a LinkDown
+// on Send, completions of overloaded or inline requests), in order, and
+// keeps the queue's array for the next time.
 func (h *Host) drainLocal(env *hostEnv) {
-	for len(h.local) > 0 {
-		ev := h.local[0]
-		h.local = h.local[1:]
+	for i := 0; i < len(h.local); i++ {
+		ev := h.local[i]
+		h.local[i] = nil
 		h.dispatch(env, ev)
 	}
+	h.local = h.local[:0]
 }
 
 func (h *Host) dispatch(env *hostEnv, ev node.Event) {
-	switch e := ev.(type) {
-	case node.Timer:
-		if _, ok := h.timers[e.ID]; !ok {
-			return // cancelled after it fired
-		}
-		delete(h.timers, e.ID)
+	if e, ok := ev.(node.Timer); ok && e.ID == 0 {
+		h.fireTimers(env)
+		return
 	}
 	h.handled.Add(1)
 	h.n.Handle(env, ev)
@@ -180,6 +211,7 @@ func (h *Host) stop() {
 		return
 	}
 	h.cancel()
+	h.timers.wake.Stop()
 	close(h.done)
 }
 
@@ -210,17 +242,11 @@ func (e *hostEnv) HTTPReply(c node.ConnID, status int, ct string, body []byte) {
 
 func (e *hostEnv) After(d time.Duration, tag any) node.TimerID {
 	id := node.TimerID(e.h.nextID())
-	h := e.h
-	h.timers[id] = time.AfterFunc(d, func() { h.post(node.Timer{ID: id, Tag: tag}) })
+	e.h.timers.add(id, d, tag)
 	return id
 }
 
-func (e *hostEnv) Cancel(id node.TimerID) {
-	if t, ok := e.h.timers[id]; ok {
-		t.Stop()
-		delete(e.h.timers, id)
-	}
-}
+func (e *hostEnv) Cancel(id node.TimerID) { e.h.timers.cancel(id) }
 
 // request queues fn on the pool of its kind with the dependency timeout
 // and posts its completion. Exactly one completion per ReqID: overload (too
@@ -233,6 +259,53 @@ func (e *hostEnv) request(kind string, fn func(ctx context.Context) (node.Comple
 // goroutine (an async publish): the worker only starts it.
 func (e *hostEnv) requestAsync(kind string, fn func(done func(node.Completion, error)) bool) node.ReqID {
 	return e.submit(depJob{kind: kind, async: fn})
+}
+
+// Inline is implemented by dependencies whose every call is done in
+// microseconds without waiting on I/O (the in-memory ones: MemPresence,
+// MemQueue, and a store wrapped by InlineStore). A host calls them on its
+// own goroutine and queues the completion as the node's next event, as it
+// does for an overloaded request, instead of a round trip through a worker
+// pool: for a map lookup that round trip (two goroutine wake-ups, a
+// context with a deadline timer, a bounded queue) is most of the cost. The
+// node sees what it sees from a pool, a Completion event after the call
+// returned, only sooner; no timeout applies, as nothing can hang.
+type Inline interface{ inlineDep() }
+
+// inlineDeps records which of a process's dependencies are Inline.
+type inlineDeps struct{ store, presence, queue bool }
+
+func inlineOf(d Deps) inlineDeps {
+	_, st := d.Store.(Inline)
+	_, pr := d.Presence.(Inline)
+	_, q := d.Queue.(Inline)
+	if _, async := d.Queue.(AsyncQueue); async {
+		q = false
+	}
+	return inlineDeps{store: st, presence: pr, queue: q}
+}
+
+// InlineStore marks st as safe to call on a node's goroutine (Inline): it
+// must never block for long. memstore qualifies; a database does not.
+func InlineStore(st store.Store) store.Store { return inlineStore{st} }
+
+type inlineStore struct{ store.Store }
+
+func (inlineStore) inlineDep() {}
+
+// inline runs fn now, on the node goroutine, and queues its completion.
+func (e *hostEnv) inline(kind string, fn func(ctx context.Context) (node.Completion, error)) node.ReqID {
+	h := e.h
+	id := node.ReqID(h.nextID())
+	start := time.Now()
+	c, err := fn(h.ctx)
+	h.proc.metrics.depLatency(kind, time.Since(start), err)
+	c.Req = id
+	if err != nil {
+		c.Outcome, c.Err = classify(err), err
+	}
+	h.local = append(h.local, c)
+	return id
 }
 
 func (e *hostEnv) submit(j depJob) node.ReqID {
@@ -265,13 +338,17 @@ func classify(err error) node.Outcome {
 
 func (e *hostEnv) Store(op node.StoreOp) node.ReqID {
 	st := e.h.proc.deps.Store
-	return e.request("store", func(ctx context.Context) (node.Completion, error) {
+	run := func(ctx context.Context) (node.Completion, error) {
 		if st == nil {
 			return node.Completion{}, fmt.Errorf("%w: no store configured", store.ErrUnavailable)
 		}
 		res, err := runStoreOp(ctx, st, op)
 		return node.Completion{Outcome: node.OK, Store: &res}, err
-	})
+	}
+	if e.h.proc.inline.store {
+		return e.inline("store", run)
+	}
+	return e.request("store", run)
 }
 
 func runStoreOp(ctx context.Context, st store.Store, op node.StoreOp) (node.StoreResult, error) {
@@ -299,14 +376,23 @@ func runStoreOp(ctx context.Context, st store.Store, op node.StoreOp) (node.Stor
 
 func (e *hostEnv) Presence(op node.PresenceOp) node.ReqID {
 	p := e.h.proc.deps.Presence
-	return e.request("presence", func(ctx context.Context) (node.Completion, error) {
+	run := func(ctx context.Context) (node.Completion, error) {
 		res, err := p.Do(ctx, op)
 		return node.Completion{Outcome: node.OK, Presence: &res}, err
-	})
+	}
+	if e.h.proc.inline.presence {
+		return e.inline("presence", run)
+	}
+	return e.request("presence", run)
 }
 
 func (e *hostEnv) Publish(subject string, data []byte, msgID string) node.ReqID {
 	q := e.h.proc.deps.Queue
+	if e.h.proc.inline.queue {
+		return e.inline("publish", func(ctx context.Context) (node.Completion, error) {
+			return node.Completion{Outcome: node.OK}, q.Publish(ctx, subject, data, msgID)
+		})
+	}
 	if aq, ok := q.(AsyncQueue); ok {
 		return e.requestAsync("publish", func(done func(node.Completion, error)) bool {
 			err := aq.PublishAsync(subject, data, msgID, func(err error) { done(node.Completion{Outcome: node.OK}, err) })

@@ -29,6 +29,8 @@ type memPresenceEntry struct {
 	expires time.Time
 }
 
+func (*MemPresence) inlineDep() {}
+
 // NewMemPresence returns an empty presence map.
 func NewMemPresence() *MemPresence { return &MemPresence{m: map[string]memPresenceEntry{}} }
 
@@ -191,6 +193,8 @@ type memDelivery struct {
 	due       time.Time // redeliver after
 	delivered int
 }
+
+func (*MemQueue) inlineDep() {}
 
 // NewMemQueue returns an empty queue.
 func NewMemQueue() *MemQueue {

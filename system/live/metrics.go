@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -27,6 +29,10 @@ type metrics struct {
 	httpReqs    *prometheus.CounterVec
 	viewsAlive  *prometheus.GaugeVec
 	frameOpName [256]string
+
+	framesInC, framesOutC    opCounters
+	internalTxC, internalRxC labelCounters
+	depObs                   sync.Map // kind → prometheus.Observer
 }
 
 func newMetrics(reg *prometheus.Registry, p *Process) *metrics {
@@ -45,19 +51,66 @@ func newMetrics(reg *prometheus.Registry, p *Process) *metrics {
 	for i := range m.frameOpName {
 		m.frameOpName[i] = wire.Op(i).String()
 	}
+	m.framesInC = opCounters{vec: m.framesIn, names: &m.frameOpName}
+	m.framesOutC = opCounters{vec: m.framesOut, names: &m.frameOpName}
+	m.internalTxC.vec, m.internalRxC.vec = m.internalTx, m.internalRx
 	reg.MustRegister(m.conns, m.framesIn, m.framesOut, m.slow, m.internalTx, m.internalRx, m.depSeconds, m.depErrors, m.httpReqs, m.viewsAlive,
 		&statsCollector{p: p}, &mailboxCollector{p: p})
 	return m
 }
 
+// Counters touched several times per message keep their children: a
+// WithLabelValues hashes the labels and takes the vector's lock on every
+// call. A child is created on first use, so series appear as before: only
+// once something was counted.
+
+// opCounters are a CounterVec's children by frame op.
+type opCounters struct {
+	vec   *prometheus.CounterVec
+	names *[256]string
+	c     [256]atomic.Pointer[prometheus.Counter]
+}
+
+func (o *opCounters) inc(op wire.Op) {
+	if c := o.c[op].Load(); c != nil {
+		(*c).Inc()
+		return
+	}
+	c := o.vec.WithLabelValues(o.names[op]) // the same child if two goroutines race here
+	o.c[op].Store(&c)
+	c.Inc()
+}
+
+// labelCounters are a CounterVec's children by label values.
+type labelCounters struct {
+	vec *prometheus.CounterVec
+	m   sync.Map // [2]string → prometheus.Counter
+}
+
+func (l *labelCounters) inc(a, b string) {
+	k := [2]string{a, b}
+	if c, ok := l.m.Load(k); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	var c prometheus.Counter
+	if b == "" {
+		c = l.vec.WithLabelValues(a)
+	} else {
+		c = l.vec.WithLabelValues(a, b)
+	}
+	l.m.Store(k, c)
+	c.Inc()
+}
+
 func (m *metrics) connections(d int)   { m.conns.Add(float64(d)) }
-func (m *metrics) frameIn(op wire.Op)  { m.framesIn.WithLabelValues(m.frameOpName[op]).Inc() }
-func (m *metrics) frameOut(op wire.Op) { m.framesOut.WithLabelValues(m.frameOpName[op]).Inc() }
+func (m *metrics) frameIn(op wire.Op)  { m.framesInC.inc(op) }
+func (m *metrics) frameOut(op wire.Op) { m.framesOutC.inc(op) }
 func (m *metrics) slowConsumer()       { m.slow.Inc() }
 func (m *metrics) internalOut(r node.Role, path string) {
-	m.internalTx.WithLabelValues(string(r), path).Inc()
+	m.internalTxC.inc(string(r), path)
 }
-func (m *metrics) internalIn(r node.Role) { m.internalRx.WithLabelValues(string(r)).Inc() }
+func (m *metrics) internalIn(r node.Role) { m.internalRxC.inc(string(r), "") }
 func (m *metrics) httpRequest(path string) {
 	if !strings.HasPrefix(path, "/v1/") {
 		path = "other"
@@ -65,7 +118,12 @@ func (m *metrics) httpRequest(path string) {
 	m.httpReqs.WithLabelValues(path).Inc()
 }
 func (m *metrics) depLatency(kind string, d time.Duration, err error) {
-	m.depSeconds.WithLabelValues(kind).Observe(d.Seconds())
+	o, ok := m.depObs.Load(kind)
+	if !ok {
+		o = m.depSeconds.WithLabelValues(kind)
+		m.depObs.Store(kind, o)
+	}
+	o.(prometheus.Observer).Observe(d.Seconds())
 	if err != nil {
 		m.depErrors.WithLabelValues(kind).Inc()
 	}

@@ -52,14 +52,17 @@ type Process struct {
 	conns   conns
 	https   httpReplies
 	pools   *pools
+	inline  inlineDeps
 	connIDs atomic.Uint64
 
-	mu     sync.Mutex
-	hosts  map[node.Addr]*Host
-	specs  map[node.Addr]NodeSpec
-	closer map[node.Addr][]func()
-	ctx    context.Context
-	cancel context.CancelFunc
+	mu    sync.Mutex
+	hosts map[node.Addr]*Host
+	// hostTab is a read-only copy of hosts for lock-free lookups (host).
+	hostTab atomic.Pointer[map[node.Addr]*Host]
+	specs   map[node.Addr]NodeSpec
+	closer  map[node.Addr][]func()
+	ctx     context.Context
+	cancel  context.CancelFunc
 	// Bound addresses, for callers that listened on port 0.
 	appAddrs  map[node.Addr]string
 	httpAddrs map[node.Addr]string
@@ -88,6 +91,7 @@ func NewProcess(cfg Config, deps Deps) *Process {
 	}
 	p.metrics = newMetrics(cfg.Registerer, p)
 	p.pools = newPools(ctx.Done())
+	p.inline = inlineOf(deps)
 	p.links = links{proc: p, peers: map[[2]node.Addr]*peerLink{}}
 	p.conns = conns{proc: p, m: map[node.ConnID]*appConn{}}
 	p.https = httpReplies{m: map[node.ConnID]chan httpReply{}}
@@ -97,10 +101,14 @@ func NewProcess(cfg Config, deps Deps) *Process {
 // Registry is the process's Prometheus registry.
 func (p *Process) Registry() *prometheus.Registry { return p.cfg.Registerer }
 
+// host is the current host of a, or nil. Every internal message looks its
+// target up here, from every node goroutine at once: it reads a snapshot
+// of the table (copied whenever Start changes it) instead of taking p.mu.
 func (p *Process) host(a node.Addr) *Host {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.hosts[a]
+	if t := p.hostTab.Load(); t != nil {
+		return (*t)[a]
+	}
+	return nil
 }
 
 // Hosts returns the running hosts.
@@ -172,6 +180,11 @@ func (p *Process) Start(spec NodeSpec) error {
 	}
 	p.mu.Lock()
 	p.hosts[spec.Addr] = h
+	tab := make(map[node.Addr]*Host, len(p.hosts))
+	for a, x := range p.hosts {
+		tab[a] = x
+	}
+	p.hostTab.Store(&tab)
 	p.specs[spec.Addr] = spec
 	if appLn != nil {
 		p.appAddrs[spec.Addr] = appLn.Addr().String()
