@@ -1,10 +1,16 @@
 package e2e
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
+	"runtime/pprof"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +20,7 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/zzim/zzim/system/client"
 	"github.com/zzim/zzim/system/clientrun"
@@ -31,6 +38,9 @@ import (
 //	ZZIM_BENCH_STEP   seconds per step of BenchmarkUpSaturation
 //	ZZIM_BENCH_TRACE  print mailbox depths every 500ms
 //	ZZIM_E2E_STATS    print the counters that say something waited or failed
+//	ZZIM_BENCH_CPUPROFILE  BenchmarkUpEndToEnd: write a CPU profile of the
+//	                  measured window (not the clients' start) to this file
+//	                  and print where the CPU went (profileBreakdown)
 //
 // Every figure comes with CPU-µs per delivered message (getrusage of this
 // process around the measured window, clients included: they run in this
@@ -84,6 +94,37 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// sysCounts are this process's read and write system calls
+// (/proc/self/io: all threads, any file descriptor), voluntary context
+// switches (a thread went to sleep: futex, epoll_wait, a blocking read)
+// and CPU time in the kernel.
+type sysCounts struct {
+	reads, writes, sleeps int64
+	kernel                time.Duration // system CPU time
+}
+
+func readSysCounts() sysCounts {
+	var c sysCounts
+	if b, err := os.ReadFile("/proc/self/io"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, _ := strings.Cut(line, ": ")
+			n, _ := strconv.ParseInt(v, 10, 64)
+			switch k {
+			case "syscr":
+				c.reads = n
+			case "syscw":
+				c.writes = n
+			}
+		}
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		c.sleeps = ru.Nvcsw
+		c.kernel = time.Duration(ru.Stime.Nano())
+	}
+	return c
 }
 
 // runQueueWait is the time this process's threads have spent runnable
@@ -198,23 +239,35 @@ func startPairs(b *testing.B, l *cluster.Local, pairs int, p *probe) []benchSend
 	return senders
 }
 
+// offerTick is the pacing granularity of offer.
+const offerTick = time.Millisecond
+
 // offer makes every sender send per messages at rate per second, phases
-// spread over one period, and returns when the last one was offered.
+// spread over one period, and returns when the last one was offered. One
+// goroutine paces all senders, waking once per offerTick at most, and
+// posts each send to its client without waiting for it: a goroutine per
+// sender sleeping before each message and waiting for the client to take
+// it cost the harness two wake-ups per message, CPU this benchmark counts
+// (clients run in this process). A send's latency is measured from when
+// its client handled it (the body is stamped then), not from when it was due.
 func offer(senders []benchSender, p *probe, step, per, rate int) {
 	every := time.Second / time.Duration(rate)
+	n := time.Duration(len(senders))
 	start := time.Now()
 	var wg sync.WaitGroup
-	for i, s := range senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			next := start.Add(every * time.Duration(i) / time.Duration(len(senders)))
-			for k := 0; k < per; k++ {
-				time.Sleep(time.Until(next))
-				next = next.Add(every)
-				s.r.Do(func(c *client.Client, env client.Env) { _, _ = c.Send(env, s.conv, p.body(step)) })
+	for k := 0; k < per; k++ {
+		for i, s := range senders {
+			due := start.Add(every*time.Duration(k) + every*time.Duration(i)/n)
+			if d := time.Until(due); d > 0 {
+				time.Sleep(max(d, offerTick))
 			}
-		}()
+			send := func(c *client.Client, env client.Env) { _, _ = c.Send(env, s.conv, p.body(step)) }
+			if !s.r.Post(send) {
+				// Its mailbox is full: wait for room without holding up the others.
+				wg.Add(1)
+				go func() { defer wg.Done(); s.r.Do(send) }()
+			}
+		}
 	}
 	wg.Wait()
 }
@@ -239,15 +292,17 @@ func benchUp(b *testing.B, memQueue bool) {
 	total := int64(per * len(senders))
 	stopTrace := traceQueues(l, &p.delivered)
 	defer stopTrace()
+	stopProfile := startProfile(b)
 	b.ResetTimer()
-	cpu0, start := cpuTime(), time.Now()
+	cpu0, sys0, start := cpuTime(), readSysCounts(), time.Now()
 	offer(senders, p, 0, per, rate)
 	deadline := time.Now().Add(benchDrainMax)
 	for p.delivered.Load() < total && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	elapsed, cpu, sys := time.Since(start), cpuTime()-cpu0, readSysCounts()
 	b.StopTimer()
+	stopProfile(float64(cpu.Microseconds()) / float64(max(p.delivered.Load(), 1)))
 	if os.Getenv("ZZIM_E2E_STATS") != "" {
 		dumpStats(l)
 	}
@@ -265,6 +320,10 @@ func benchUp(b *testing.B, memQueue bool) {
 	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(max(got, 1)), "cpu-us/msg")
+	b.ReportMetric(float64((sys.kernel-sys0.kernel).Microseconds())/float64(max(got, 1)), "kernel-us/msg")
+	b.ReportMetric(float64(sys.reads-sys0.reads)/float64(max(got, 1)), "reads/msg")
+	b.ReportMetric(float64(sys.writes-sys0.writes)/float64(max(got, 1)), "writes/msg")
+	b.ReportMetric(float64(sys.sleeps-sys0.sleeps)/float64(max(got, 1)), "sleeps/msg")
 	b.ReportMetric(0, "ns/op") // per-op time means nothing here: msg/s does
 }
 
@@ -393,4 +452,445 @@ func traceQueues(l *cluster.Local, delivered *atomic.Int64) func() {
 		}
 	}()
 	return func() { close(done) }
+}
+
+// startProfile starts a CPU profile of the measured window when
+// ZZIM_BENCH_CPUPROFILE names a file; the function it returns stops it and
+// prints profileBreakdown's table, with each share also in µs per message.
+func startProfile(b *testing.B) func(usPerMsg float64) {
+	path := os.Getenv("ZZIM_BENCH_CPUPROFILE")
+	if path == "" || b.N == 1 { // b.N == 1 only sizes the real run
+		return func(float64) {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatalf("profile: %v", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		b.Logf("profile: %v (is -cpuprofile set too?)", err)
+		return func(float64) {}
+	}
+	return func(usPerMsg float64) {
+		pprof.StopCPUProfile()
+		f.Close()
+		samples, err := readCPUProfile(path)
+		if err != nil {
+			b.Logf("profile: %v", err)
+			return
+		}
+		fmt.Fprint(os.Stderr, formatBreakdown(profileBreakdown(samples), usPerMsg))
+	}
+}
+
+// profSample is one sample of a CPU profile: its stack as function names,
+// leaf first (inlined frames included), and the CPU time it stands for.
+type profSample struct {
+	stack []string
+	ns    int64
+}
+
+// readCPUProfile reads the samples of a pprof CPU profile as runtime/pprof
+// writes it (gzipped profile.proto with function names filled in). It is a
+// minimal reader: no module here parses profiles, and the fields it needs
+// (sample, location, function, string_table) are few.
+func readCPUProfile(path string) ([]profSample, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, err
+	}
+	type rawSample struct {
+		locs []uint64
+		vals []int64
+	}
+	var (
+		strs      []string
+		samples   []rawSample
+		types     []int64                 // unit string index per value
+		locFuncs  = map[uint64][]uint64{} // location → function ids, innermost first
+		funcNames = map[uint64]int64{}    // function → name string index
+	)
+	err = protoFields(data, func(num protowire.Number, v uint64, b []byte) error {
+		switch num {
+		case 1: // sample_type: ValueType{type=1, unit=2}
+			var unit int64
+			err := protoFields(b, func(n protowire.Number, v uint64, _ []byte) error {
+				if n == 2 {
+					unit = int64(v)
+				}
+				return nil
+			})
+			types = append(types, unit)
+			return err
+		case 2: // sample: location_id=1, value=2 (packed or not)
+			var s rawSample
+			err := protoFields(b, func(n protowire.Number, v uint64, pb []byte) error {
+				switch {
+				case n == 1 && pb == nil:
+					s.locs = append(s.locs, v)
+				case n == 1:
+					return packedVarints(pb, func(x uint64) { s.locs = append(s.locs, x) })
+				case n == 2 && pb == nil:
+					s.vals = append(s.vals, int64(v))
+				case n == 2:
+					return packedVarints(pb, func(x uint64) { s.vals = append(s.vals, int64(x)) })
+				}
+				return nil
+			})
+			samples = append(samples, s)
+			return err
+		case 4: // location: id=1, line=4 (Line{function_id=1})
+			var id uint64
+			var fns []uint64
+			err := protoFields(b, func(n protowire.Number, v uint64, lb []byte) error {
+				switch n {
+				case 1:
+					id = v
+				case 4:
+					return protoFields(lb, func(n protowire.Number, v uint64, _ []byte) error {
+						if n == 1 {
+							fns = append(fns, v)
+						}
+						return nil
+					})
+				}
+				return nil
+			})
+			locFuncs[id] = fns
+			return err
+		case 5: // function: id=1, name=2
+			var id uint64
+			var name int64
+			err := protoFields(b, func(n protowire.Number, v uint64, _ []byte) error {
+				switch n {
+				case 1:
+					id = v
+				case 2:
+					name = int64(v)
+				}
+				return nil
+			})
+			funcNames[id] = name
+			return err
+		case 6: // string_table
+			strs = append(strs, string(b))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	nsIdx := -1
+	for i, u := range types {
+		if u >= 0 && int(u) < len(strs) && strs[u] == "nanoseconds" {
+			nsIdx = i
+		}
+	}
+	if nsIdx < 0 {
+		return nil, fmt.Errorf("profile %s: no nanoseconds sample type", path)
+	}
+	out := make([]profSample, 0, len(samples))
+	for _, s := range samples {
+		if nsIdx >= len(s.vals) {
+			continue
+		}
+		var stack []string
+		for _, l := range s.locs {
+			for _, fn := range locFuncs[l] {
+				if i := funcNames[fn]; i >= 0 && int(i) < len(strs) {
+					stack = append(stack, strs[i])
+				}
+			}
+		}
+		out = append(out, profSample{stack: stack, ns: s.vals[nsIdx]})
+	}
+	return out, nil
+}
+
+// protoFields calls fn for each field of a protobuf message: varints as v,
+// length-delimited fields as b (nil for varints).
+func protoFields(data []byte, fn func(num protowire.Number, v uint64, b []byte) error) error {
+	for len(data) > 0 {
+		num, typ, n := protowire.ConsumeTag(data)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		data = data[n:]
+		switch typ {
+		case protowire.VarintType:
+			v, n := protowire.ConsumeVarint(data)
+			if n < 0 {
+				return protowire.ParseError(n)
+			}
+			data = data[n:]
+			if err := fn(num, v, nil); err != nil {
+				return err
+			}
+		case protowire.BytesType:
+			b, n := protowire.ConsumeBytes(data)
+			if n < 0 {
+				return protowire.ParseError(n)
+			}
+			data = data[n:]
+			if b == nil {
+				b = []byte{}
+			}
+			if err := fn(num, 0, b); err != nil {
+				return err
+			}
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, data)
+			if n < 0 {
+				return protowire.ParseError(n)
+			}
+			data = data[n:]
+		}
+	}
+	return nil
+}
+
+func packedVarints(b []byte, fn func(uint64)) error {
+	for len(b) > 0 {
+		v, n := protowire.ConsumeVarint(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		fn(v)
+		b = b[n:]
+	}
+	return nil
+}
+
+// Where CPU goes, by category. Each sample counts once:
+//
+//   - syscall/<kind>: the leaf is a system call (read, write, epoll,
+//     futex, other), whoever made it;
+//   - runtime/gc: a GC worker, sweeper or scavenger, or a GC assist;
+//   - runtime/alloc: allocating (mallocgc and below);
+//   - otherwise the innermost frame that belongs to a known owner:
+//     encoding (protobuf, system/wire framing, live.readFrame), services
+//     (the sans-I/O state machines and memstore), live (the runtime glue:
+//     mailboxes, links, pools, timers, connection tables), metrics
+//     (Prometheus), clients (system/client, clientrun, this benchmark),
+//     nats; runtime/sched for the scheduler's own work and runtime/other.
+//
+// Side splits the same samples by the goroutine's root frame: client
+// goroutines (runners, their readers, the pacing goroutines), the server's
+// (hosts, app connection readers and writers, pools, timers' callbacks),
+// NATS's, and runtime-only stacks (GC workers, the scheduler between
+// goroutines, signal handling).
+var (
+	syscallLeaf = regexp.MustCompile(`^(internal/runtime/syscall/linux\.Syscall6|syscall\.(Raw)?Syscall6?|runtime\.(futex|epollwait|usleep|write1|read|nanosleep|osyield|madvise|mmap|munmap|tgkill|getpid|sched_getaffinity|rt_sigprocmask|clone|exitThread))$`)
+	owners      = []struct {
+		cat string
+		re  *regexp.Regexp
+	}{
+		{"encoding", regexp.MustCompile(`^(google\.golang\.org/protobuf/|github\.com/zzim/zzim/system/wire\.|github\.com/zzim/zzim/system/live\.readFrame$|encoding/binary\.)`)},
+		{"services", regexp.MustCompile(`^github\.com/zzim/zzim/system/(entry|logic|das|store|extlogic|httpentry|route|node)[./]`)},
+		{"clients", regexp.MustCompile(`^(github\.com/zzim/zzim/system/(client|clientrun)\.|github\.com/zzim/zzim/e2e\.|github\.com/HdrHistogram/)`)},
+		{"metrics", regexp.MustCompile(`^github\.com/prometheus/`)},
+		{"live", regexp.MustCompile(`^github\.com/zzim/zzim/system/(live|mq)\.`)},
+		{"nats", regexp.MustCompile(`^github\.com/nats-io/`)},
+	}
+	gcFrame    = regexp.MustCompile(`^runtime\.(gcBgMarkWorker|bgsweep|bgscavenge|gcAssistAlloc|gcStart|markroot|gcMarkDone|gcMarkTermination)$`)
+	allocFrame = regexp.MustCompile(`^runtime\.(mallocgc|newobject|makeslice|growslice|makemap|makechan|newproc1?|malg|stackalloc|copystack)$`)
+	schedFrame = regexp.MustCompile(`^runtime\.(schedule|findRunnable|park_m|mcall|goexit0|gopark|goready|ready|wakep|startm|stopm|mstart.*|sysmon|checkTimers|netpoll|morestack|newstack)$`)
+	sideRoot   = []struct {
+		side string
+		re   *regexp.Regexp
+	}{
+		{"client", regexp.MustCompile(`^github\.com/zzim/zzim/(system/(client|clientrun)\.|e2e\.)`)},
+		{"server", regexp.MustCompile(`^github\.com/zzim/zzim/system/`)},
+		{"nats", regexp.MustCompile(`^github\.com/nats-io/`)},
+	}
+)
+
+type breakdown struct {
+	total int64
+	cat   map[string]int64
+	side  map[string]int64
+	both  map[[2]string]int64 // (side, category)
+}
+
+func profileBreakdown(samples []profSample) breakdown {
+	bd := breakdown{cat: map[string]int64{}, side: map[string]int64{}, both: map[[2]string]int64{}}
+	for _, s := range samples {
+		bd.total += s.ns
+		cat := classify(s.stack)
+		bd.cat[cat] += s.ns
+		side := "runtime"
+		// The root is the last frame; the outermost zzim, client or NATS
+		// frame says whose goroutine it is.
+		for i := len(s.stack) - 1; i >= 0 && side == "runtime"; i-- {
+			for _, r := range sideRoot {
+				if r.re.MatchString(s.stack[i]) {
+					side = r.side
+					break
+				}
+			}
+		}
+		bd.side[side] += s.ns
+		bd.both[[2]string{side, cat}] += s.ns
+	}
+	return bd
+}
+
+func classify(stack []string) string {
+	if len(stack) == 0 {
+		return "runtime/other"
+	}
+	if syscallLeaf.MatchString(stack[0]) {
+		kind := "other"
+	walk:
+		for _, f := range stack {
+			switch {
+			case strings.HasPrefix(f, "runtime.futex"):
+				kind = "futex"
+				break walk
+			case f == "syscall.read" || strings.HasSuffix(f, "(*FD).Read"):
+				kind = "read"
+				break walk
+			case f == "syscall.write" || strings.HasSuffix(f, "(*FD).Write") || f == "syscall.writev":
+				kind = "write"
+				break walk
+			case strings.Contains(f, "epoll") || strings.HasPrefix(f, "runtime.netpoll"):
+				kind = "epoll"
+				break walk
+			}
+		}
+		return "syscall/" + kind
+	}
+	for _, f := range stack {
+		if gcFrame.MatchString(f) {
+			return "runtime/gc"
+		}
+	}
+	for _, f := range stack {
+		if allocFrame.MatchString(f) {
+			return "runtime/alloc"
+		}
+		for _, o := range owners {
+			if o.re.MatchString(f) {
+				return o.cat
+			}
+		}
+	}
+	for _, f := range stack {
+		if schedFrame.MatchString(f) {
+			return "runtime/sched"
+		}
+	}
+	return "runtime/other"
+}
+
+func formatBreakdown(bd breakdown, usPerMsg float64) string {
+	var sb strings.Builder
+	pct := func(v int64) float64 { return 100 * float64(v) / float64(max(bd.total, 1)) }
+	line := func(name string, v int64) {
+		fmt.Fprintf(&sb, "  %-16s %5.1f%% %6.1f us/msg\n", name, pct(v), pct(v)*usPerMsg/100)
+	}
+	fmt.Fprintf(&sb, "profile: %.2fs of CPU in %d categories (%.1f cpu-us/msg)\n", float64(bd.total)/1e9, len(bd.cat), usPerMsg)
+	var sys int64
+	var names []string
+	for k, v := range bd.cat {
+		names = append(names, k)
+		if strings.HasPrefix(k, "syscall/") {
+			sys += v
+		}
+	}
+	sort.Slice(names, func(i, j int) bool { return bd.cat[names[i]] > bd.cat[names[j]] })
+	line("syscall (all)", sys)
+	for _, k := range names {
+		line(k, bd.cat[k])
+	}
+	fmt.Fprintf(&sb, "by goroutine:\n")
+	for _, side := range []string{"server", "client", "nats", "runtime"} {
+		line(side, bd.side[side])
+		if bd.side[side] == 0 {
+			continue
+		}
+		fmt.Fprintf(&sb, "   ")
+		for _, k := range names {
+			if v := bd.both[[2]string{side, k}]; 100*v >= bd.total/2 { // 0.5% and more
+				fmt.Fprintf(&sb, " %s=%.1f", k, pct(v)*usPerMsg/100)
+			}
+		}
+		fmt.Fprintf(&sb, "\n")
+	}
+	return sb.String()
+}
+
+// The profile reader gets stacks back from a real CPU profile, and the
+// classifier puts samples where the table says.
+func TestProfileBreakdown(t *testing.T) {
+	for _, tc := range []struct {
+		stack []string
+		want  string
+	}{
+		{[]string{"internal/runtime/syscall/linux.Syscall6", "syscall.RawSyscall6", "syscall.Syscall", "syscall.write", "internal/poll.(*FD).Write", "github.com/zzim/zzim/system/live.(*Process).appWriter"}, "syscall/write"},
+		{[]string{"internal/runtime/syscall/linux.Syscall6", "syscall.read", "internal/poll.(*FD).Read", "github.com/zzim/zzim/system/clientrun.(*Runner).reader"}, "syscall/read"},
+		{[]string{"runtime.futex", "runtime.futexwakeup", "runtime.wakep", "runtime.ready"}, "syscall/futex"},
+		{[]string{"runtime.epollwait", "runtime.netpoll", "runtime.findRunnable", "runtime.schedule"}, "syscall/epoll"},
+		{[]string{"runtime.memmove", "google.golang.org/protobuf/internal/impl.(*MessageInfo).marshal", "github.com/zzim/zzim/system/entry.(*Entry).pushTo"}, "encoding"},
+		{[]string{"runtime.mapaccess1_faststr", "github.com/zzim/zzim/system/logic.(*Logic).onSend", "github.com/zzim/zzim/system/live.(*Host).run"}, "services"},
+		{[]string{"runtime.nextFreeFast", "runtime.mallocgc", "github.com/zzim/zzim/system/logic.(*Logic).onSend"}, "runtime/alloc"},
+		{[]string{"runtime.scanObject", "runtime.gcDrain", "runtime.gcBgMarkWorker"}, "runtime/gc"},
+		{[]string{"runtime.selectgo", "github.com/zzim/zzim/system/live.(*Host).run"}, "live"},
+		{[]string{"runtime.mapaccess2", "github.com/zzim/zzim/system/client.(*Client).Handle", "github.com/zzim/zzim/system/clientrun.(*Runner).run"}, "clients"},
+		{[]string{"runtime.runqgrab", "runtime.findRunnable", "runtime.schedule", "runtime.park_m"}, "runtime/sched"},
+	} {
+		if got := classify(tc.stack); got != tc.want {
+			t.Errorf("classify(%s...): got %s, want %s", tc.stack[0], got, tc.want)
+		}
+	}
+
+	path := t.TempDir() + "/cpu.prof"
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		t.Skipf("cannot profile here: %v", err)
+	}
+	var sink uint64
+	for start := time.Now(); time.Since(start) < 300*time.Millisecond; {
+		sink += spin(1 << 16)
+	}
+	pprof.StopCPUProfile()
+	f.Close()
+	samples, err := readCPUProfile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in, total int64
+	for _, s := range samples {
+		total += s.ns
+		if slices.Contains(s.stack, "github.com/zzim/zzim/e2e.spin") {
+			in += s.ns
+		}
+	}
+	if total < int64(100*time.Millisecond) || in < total/2 {
+		t.Fatalf("profile of a 300ms spin: %v in spin of %v sampled (sink %d)", time.Duration(in), time.Duration(total), sink)
+	}
+	bd := profileBreakdown(samples)
+	if bd.total != total || bd.side["runtime"]+bd.side["server"]+bd.side["client"]+bd.side["nats"] != total {
+		t.Fatalf("breakdown does not add up: %+v of %d", bd, total)
+	}
+}
+
+//go:noinline
+func spin(n int) uint64 {
+	var x uint64 = 1
+	for i := 0; i < n; i++ {
+		x = x*6364136223846793005 + 1442695040888963407
+	}
+	return x
 }
