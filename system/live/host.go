@@ -261,9 +261,10 @@ func (e *hostEnv) requestAsync(kind string, fn func(done func(node.Completion, e
 	return e.submit(depJob{kind: kind, async: fn})
 }
 
-// Inline is implemented by dependencies whose every call is done in
+// Inline is implemented by dependencies whose calls are done in
 // microseconds without waiting on I/O (the in-memory ones: MemPresence,
-// MemQueue, and a store wrapped by InlineStore). A host calls them on its
+// MemQueue, and a store wrapped by InlineStore; a presence scan is the
+// exception, see Presence). A host calls them on its
 // own goroutine and queues the completion as the node's next event, as it
 // does for an overloaded request, instead of a round trip through a worker
 // pool: for a map lookup that round trip (two goroutine wake-ups, a
@@ -380,7 +381,10 @@ func (e *hostEnv) Presence(op node.PresenceOp) node.ReqID {
 		res, err := p.Do(ctx, op)
 		return node.Completion{Outcome: node.OK, Presence: &res}, err
 	}
-	if e.h.proc.inline.presence {
+	// A scan pages through every online user (MemPresence sorts them all
+	// per page): it goes to the pool even from an inline presence, so a
+	// broadcast fan-out never holds its node for long.
+	if e.h.proc.inline.presence && op.Kind != node.PresenceScan {
 		return e.inline("presence", run)
 	}
 	return e.request("presence", run)

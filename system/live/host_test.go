@@ -141,6 +141,7 @@ func (n *depNode) Handle(env node.Env, ev node.Event) {
 	if what == "set" {
 		// Pool workers may run requests in any order: look up once set.
 		n.reqs[env.Presence(node.PresenceOp{Kind: node.PresenceGet, Users: []string{"u1", "u2"}})] = "get"
+		n.reqs[env.Presence(node.PresenceOp{Kind: node.PresenceScan, Count: 10})] = "scan"
 	}
 	n.mu.Unlock()
 	if !known {
@@ -169,7 +170,7 @@ func TestInlineDependencies(t *testing.T) {
 				t.Fatalf("inline deps: got %+v, want %+v", p.inline, tc.inline)
 			}
 			got := map[string]node.Completion{}
-			for len(got) < 4 {
+			for len(got) < 5 {
 				select {
 				case c := <-n.done:
 					n.mu.Lock()
@@ -178,7 +179,7 @@ func TestInlineDependencies(t *testing.T) {
 				case msg := <-n.bad:
 					t.Fatal(msg)
 				case <-time.After(5 * time.Second):
-					t.Fatalf("completions: got %d of 4", len(got))
+					t.Fatalf("completions: got %d of 5", len(got))
 				}
 			}
 			for what, c := range got {
@@ -188,6 +189,9 @@ func TestInlineDependencies(t *testing.T) {
 			}
 			if f := got["get"].Presence.Found; len(f) != 2 || f[0].User != "u1" || f[0].Conn != 7 || f[1].User != "" {
 				t.Fatalf("get: found %+v, want u1 on conn 7 and nobody", f)
+			}
+			if f := got["scan"].Presence.Found; len(f) != 1 || f[0].User != "u1" {
+				t.Fatalf("scan: found %+v, want u1", f)
 			}
 			if a := got["append"].Store.Append; len(a) != 1 || a[0].Seq != 1 {
 				t.Fatalf("append: %+v, want seq 1", a)
