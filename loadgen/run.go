@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"math"
@@ -86,8 +87,14 @@ type gen struct {
 	// byName finds a message's sender (its send log) by user name; set
 	// before any client starts, read-only after.
 	byName map[string]*user
-	// tracked counts the sends kept in send logs (at most trackedMax).
-	tracked  atomic.Int64
+	// tracked counts the sends kept in send logs (at most trackedMax);
+	// seed hashes their ids.
+	tracked atomic.Int64
+	seed    maphash.Seed
+	// posted: send actions handed to a client; ran: those that ran (the
+	// client accepted the send or refused it). The drain waits for both.
+	posted, ran atomic.Int64
+
 	users    []*user
 	tcpUsers []*user
 	convs    []conversation
@@ -137,8 +144,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	rnd := rand.New(rand.NewPCG(cfg.Seed, 1))
 	g.users, g.convs = population(cfg.UserPrefix, w.Users, w.Conversations, w.LongPollShare, len(cfg.TCP) > 0, cfg.HTTP != "", rnd)
 	g.byName = make(map[string]*user, len(g.users))
+	g.seed = maphash.MakeSeed()
 	for _, u := range g.users {
-		u.log.cnt = &g.tracked
+		u.log.init(&g.tracked, g.seed)
 		g.byName[u.name] = u
 		if !u.longPoll {
 			g.tcpUsers = append(g.tcpUsers, u)
@@ -235,7 +243,9 @@ func (g *gen) addSources(sch *scheduler, rnd *rand.Rand, replay []replayEvent) {
 			u = g.users[cv.seller]
 		}
 		g.m.offer(intended, g.clock.Now().Sub(intended))
-		if !u.runner.Post(g.sendAction(u, cv.id, nanos(intended))) {
+		if u.runner.Post(g.sendAction(u, cv.id, nanos(intended))) {
+			g.posted.Add(1)
+		} else {
 			g.m.Dropped.Add(1)
 			g.m.error(intended, "dropped")
 		}
@@ -286,7 +296,7 @@ func (g *gen) loginStorm(n int) {
 	for i := range us {
 		lp := len(g.cfg.TCP) == 0
 		us[i] = &user{idx: base + i, name: g.cfg.UserPrefix + "storm" + strconv.Itoa(i), longPoll: lp}
-		us[i].log.cnt = &g.tracked // storm users are idle; their sends would be kept as any
+		us[i].log.init(&g.tracked, g.seed) // storm users are idle; their sends would be kept as any
 		g.startUser(us[i])
 	}
 	g.stormMu.Lock()
@@ -301,15 +311,17 @@ func (g *gen) allUsers() []*user {
 	return append(append([]*user(nil), g.users...), g.storm...)
 }
 
-// drain waits until every accepted send has an outcome, at most d. Churn
-// ends first: offline users may dial again.
+// drain waits until every send handed to a client ran and every accepted
+// one has an outcome, at most d. Churn ends first: offline users may dial
+// again.
 func (g *gen) drain(ctx context.Context, d time.Duration) bool {
 	for _, u := range g.allUsers() {
 		u.offlineUntil.Store(0)
 	}
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if g.m.Accepted.Load() == g.m.Acked.Load()+g.m.Failed.Load() &&
+		// ran is read first: a send counted in it was accepted already.
+		if g.ran.Load() == g.posted.Load() && g.m.Accepted.Load() == g.m.Acked.Load()+g.m.Failed.Load() &&
 			(!g.cfg.Verify || g.online.Load() >= int64(len(g.allUsers()))) {
 			return true
 		}

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"hash/maphash"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -12,7 +13,7 @@ import (
 // delivered is forgotten after deliverHorizon once it is the oldest.
 func TestSendLog(t *testing.T) {
 	var cnt atomic.Int64
-	l := &sendLog{cnt: &cnt}
+	l := &sendLog{cnt: &cnt, seed: maphash.MakeSeed()}
 	id := func(i int) string { return "u1-load-" + strconv.Itoa(i) }
 	const n = 200
 	for i := range n {
@@ -79,7 +80,7 @@ func TestSendLog(t *testing.T) {
 func TestSendLogBound(t *testing.T) {
 	var cnt atomic.Int64
 	cnt.Store(trackedMax - 1)
-	l := &sendLog{cnt: &cnt}
+	l := &sendLog{cnt: &cnt, seed: maphash.MakeSeed()}
 	if !l.add("a", 1, 0) || l.add("b", 1, 0) {
 		t.Fatal("want the last slot taken, then a refusal")
 	}
