@@ -3,6 +3,7 @@ package entry
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -125,6 +126,9 @@ func (e *Entry) onLogin(env node.Env, c *conn, f wire.Frame) {
 	}
 	stop(env, &c.loginTimer)
 	e.sessionNext++
+	// user is a substring of the token: a copy keeps the session from
+	// holding the whole token for as long as it lasts.
+	user = strings.Clone(user)
 	c.authed, c.user, c.device, c.session = true, user, login.DeviceId, e.sessionNext
 	e.userConns[user]++
 	c.lane = NewLane(user)

@@ -183,7 +183,9 @@ func (r *Router) Answer(env node.Env, l *Lane, reqID uint32) *Pending {
 		for i, p := range g.pending {
 			if p.Req.ReqId == reqID {
 				env.Cancel(p.timer)
-				g.pending = append(g.pending[:i], g.pending[i+1:]...)
+				// slices.Delete clears the vacated slot: an idle session
+				// must not keep its last answered request alive.
+				g.pending = slices.Delete(g.pending, i, i+1)
 				return p
 			}
 		}
@@ -291,6 +293,7 @@ func (r *Router) move(env node.Env, l *Lane, k int, to int) []*Pending {
 		r.Resends++
 		r.send(env, g, p)
 	}
+	clear(g.pending[len(kept):]) // exhausted ones are not kept alive here
 	g.pending = kept
 	return exhausted
 }
