@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strconv"
 	"strings"
@@ -151,6 +152,7 @@ type serveFlags struct {
 	peers          []string
 	peerPattern    string
 	devLogin       bool
+	pprof          bool
 }
 
 const serveLong = `Run one instance (ROLE-SLOT) of a zzim cluster: entry, httpentry, logic,
@@ -203,6 +205,7 @@ func serveCmd() *cobra.Command {
 	fs.StringArrayVar(&f.peers, "peer", nil, "internal address of one instance, role-slot=host:port (repeatable; overrides --peer-pattern)")
 	fs.StringVar(&f.peerPattern, "peer-pattern", "127.0.0.1:{port}", "internal address of every instance: {role}, {slot}, {addr} (role-slot), {port} (17000+100*role+slot)")
 	fs.StringVar(&f.metrics, "metrics", "", "address of /metrics, /healthz, /readyz (default 127.0.0.1:9100+100*role+slot; \"off\" disables)")
+	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's profiles (net/http/pprof) under /debug/pprof/ on the metrics address: for measuring, not production")
 	return cmd
 }
 
@@ -266,7 +269,11 @@ func runServe(ctx context.Context, f *serveFlags, roleArg string, stderr io.Writ
 	if metricsAddr == "" {
 		metricsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(metricsPortDefault+100*roleIndex(role)+f.slot))
 	}
-	stopOps, boundOps, err := serveOps(metricsAddr, l, deps, log)
+	var extra []func(*http.ServeMux)
+	if f.pprof {
+		extra = append(extra, servePprof)
+	}
+	stopOps, boundOps, err := serveOps(metricsAddr, l, deps, log, extra...)
 	if err != nil {
 		l.Shutdown(context.Background(), 0)
 		return err
@@ -303,8 +310,9 @@ func (f *serveFlags) internal(topo map[node.Role]int, self node.Addr) (map[node.
 	return internal, nil
 }
 
-// serveOps serves /metrics, /healthz and /readyz on addr ("off": nothing).
-func serveOps(addr string, l *cluster.Local, deps *cluster.Deps, log *slog.Logger) (stop func(), bound string, err error) {
+// serveOps serves /metrics, /healthz and /readyz on addr ("off": nothing),
+// and whatever extra adds to the same mux.
+func serveOps(addr string, l *cluster.Local, deps *cluster.Deps, log *slog.Logger, extra ...func(*http.ServeMux)) (stop func(), bound string, err error) {
 	if addr == "off" {
 		return func() {}, "off", nil
 	}
@@ -312,11 +320,29 @@ func serveOps(addr string, l *cluster.Local, deps *cluster.Deps, log *slog.Logge
 	if err != nil {
 		return nil, "", fmt.Errorf("metrics listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: cluster.OpsHandler(l.Registry(), l.ReadyCheck(deps.Pings...)), ReadHeaderTimeout: 5 * time.Second}
+	var h http.Handler = cluster.OpsHandler(l.Registry(), l.ReadyCheck(deps.Pings...))
+	if len(extra) > 0 {
+		mux := http.NewServeMux()
+		mux.Handle("/", h)
+		for _, add := range extra {
+			add(mux)
+		}
+		h = mux
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics server", "err", err)
 		}
 	}()
 	return func() { _ = srv.Close() }, ln.Addr().String(), nil
+}
+
+// servePprof adds net/http/pprof's handlers (--pprof).
+func servePprof(mux *http.ServeMux) {
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }
