@@ -234,6 +234,10 @@ func (p *Plan) workload(cfg *Config, sc *scenarios.Scenario) {
 	if cfg.Topology[node.RoleHTTPEntry] == 0 {
 		cw.LongPollShare = 0
 	}
+	if n, room := int(float64(w.Users)*(1-cw.LongPollShare)), cfg.Topology[node.RoleEntry]*entry.ConnsMaxDefault; n > room {
+		p.note("about %d TCP clients over %d entries of at most %d connections each: %d cannot stay connected",
+			n, cfg.Topology[node.RoleEntry], entry.ConnsMaxDefault, n-room)
+	}
 	for _, sp := range w.Spikes {
 		cw.Spikes = append(cw.Spikes, Spike{At: sp.At.D(), For: sp.For.D(), Factor: sp.Multiplier})
 	}

@@ -27,8 +27,19 @@ const (
 // the notice is counted as lost by the platform (not by zzim).
 const platformRetryMax = 5
 
-// startSpread bounds how long client start-up is spread over.
-const startSpread = time.Second
+// startSpread bounds how long client start-up is spread over, for up to
+// startRate clients; more clients take longer, at startRate logins per
+// second: a fleet of 100,000 apps does not connect within one second (and
+// when it does, that is the login-storm scenario, not the start of a run).
+const (
+	startSpread = time.Second
+	startRate   = 5000
+)
+
+// startSpreadFor is how long n clients take to start.
+func startSpreadFor(n int) time.Duration {
+	return max(startSpread, time.Duration(n)*time.Second/startRate)
+}
 
 type convRef struct {
 	id            string
@@ -156,6 +167,7 @@ func (w *workload) makeClients() error {
 	}
 	w.userClients = make([][]int32, len(w.users))
 	expiry := epoch.Add(365 * 24 * time.Hour)
+	spread := startSpreadFor(len(w.users) * cfg.ClientsPerUser)
 	for u, user := range w.users {
 		for d := 0; d < cfg.ClientsPerUser; d++ {
 			idx := int32(len(s.clients))
@@ -173,7 +185,7 @@ func (w *workload) makeClients() error {
 			sc.env = &clientEnv{s: s, c: sc, rnd: newStream(s.cfg.Seed, "client/"+strconv.Itoa(int(idx)))}
 			s.clients = append(s.clients, sc)
 			w.userClients[u] = append(w.userClients[u], idx)
-			at := s.wl.Int64N(int64(min(startSpread, s.cfg.Duration/4)) + 1)
+			at := s.wl.Int64N(int64(min(spread, s.cfg.Duration/4)) + 1)
 			if !sc.inactive {
 				s.schedule(at, event{kind: evWorkload, a: actStart, target: idx})
 			}

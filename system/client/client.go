@@ -109,9 +109,13 @@ type Client struct {
 	sendWindow int
 	acked      ackMemory
 
-	convs        map[string]*conv
-	syncQueue    []string // conversations waiting for a sync slot; each at most once
-	syncRetry    []string // conversations whose sync failed; each at most once
+	convs     map[string]*conv
+	syncQueue []string // conversations waiting for a sync slot; each at most once
+	syncRetry []string // conversations whose sync failed; each at most once
+	// syncFailures counts sync failures since the last answered sync: the
+	// retry backs off exponentially with it, so an overloaded server is
+	// not answered by every client retrying every BackoffMin.
+	syncFailures int
 	syncInflight int
 	syncGen      uint64 // bumped when a session ends: answers to older syncs keep no bookkeeping
 

@@ -894,3 +894,48 @@ func TestLoginUnavailableRetries(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncRetryBacksOff: consecutive refused syncs are retried after a
+// backoff that doubles each time (an overloaded server is not hit by every
+// client every BackoffMin); an answered sync resets it.
+func TestSyncRetryBacksOff(t *testing.T) {
+	cfg := tcpConfig()
+	cfg.SyncIntervalMax = time.Hour
+	cfg.BackoffMin, cfg.BackoffMax = 100*time.Millisecond, 5*time.Second
+	c, e := startTCP(t, cfg)
+	e.take(t)
+	if err := c.Sync(e, testConv); err != nil {
+		t.Fatal(err)
+	}
+	refuse := func() {
+		t.Helper()
+		syncs := only(e.take(t), wire.OpSync)
+		if len(syncs) != 1 {
+			t.Fatalf("got %d syncs, want 1", len(syncs))
+		}
+		reply(t, c, e, syncs[0].reqID, &wire.Error{Op: uint32(wire.OpSync), Code: wire.ErrorCode_OVERLOADED})
+	}
+	// Failure k (from 1) waits within [BackoffMin*2^(k-1)/2, BackoffMin*2^(k-1)].
+	for k := 1; k <= 5; k++ {
+		refuse()
+		hi := cfg.BackoffMin << (k - 1)
+		e.advance(c, hi/2-time.Millisecond)
+		if got := only(e.take(t), wire.OpSync); len(got) != 0 && k > 1 {
+			t.Fatalf("failure %d: retried before %v", k, hi/2)
+		}
+		e.advance(c, hi/2+time.Millisecond)
+	}
+	syncs := only(e.take(t), wire.OpSync)
+	if len(syncs) != 1 {
+		t.Fatalf("got %d syncs after the fifth backoff, want 1", len(syncs))
+	}
+	reply(t, c, e, syncs[0].reqID, &wire.SyncResp{ConvId: testConv, LastSeq: 0})
+	if err := c.Sync(e, testConv); err != nil {
+		t.Fatal(err)
+	}
+	refuse()
+	e.advance(c, cfg.BackoffMin)
+	if got := only(e.take(t), wire.OpSync); len(got) != 1 {
+		t.Fatalf("after an answered sync, a refusal retried %d syncs within BackoffMin, want 1", len(got))
+	}
+}

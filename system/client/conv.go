@@ -265,6 +265,7 @@ func (c *Client) onSyncResp(env Env, sc syncCall, resp *wire.SyncResp) {
 	if current {
 		cv.syncing = false
 		c.syncInflight--
+		c.syncFailures = 0
 	}
 	for _, m := range resp.Messages {
 		if m.ConvId == "" {
@@ -302,8 +303,9 @@ func (c *Client) onSyncFailed(env Env, sc syncCall) {
 		cv.syncRetry = true
 		c.syncRetry = append(c.syncRetry, cv.id)
 	}
+	c.syncFailures++
 	if !c.armed(timerSyncRetry) && !c.stopped {
-		c.arm(env, timerSyncRetry, c.backoff(env, 0))
+		c.arm(env, timerSyncRetry, c.backoff(env, c.syncFailures-1))
 	}
 	c.drainSyncs(env)
 }
