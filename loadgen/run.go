@@ -243,7 +243,7 @@ func (g *gen) addSources(sch *scheduler, rnd *rand.Rand, replay []replayEvent) {
 			u = g.users[cv.seller]
 		}
 		g.m.offer(intended, g.clock.Now().Sub(intended))
-		if u.runner.Post(g.sendAction(u, cv.id, nanos(intended))) {
+		if g.postSend(u, cv.id, nanos(intended)) {
 			g.posted.Add(1)
 		} else {
 			g.m.Dropped.Add(1)

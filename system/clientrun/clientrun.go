@@ -172,11 +172,27 @@ func (r *Runner) Do(fn func(c *client.Client, env client.Env)) {
 // false when the mailbox is full or the runner stopped (fn will not run).
 // An open-loop load generator must never wait for a client.
 func (r *Runner) Post(fn func(c *client.Client, env client.Env)) bool {
+	return r.PostAction(funcAction(fn))
+}
+
+// Action is work to run with the client held. PostAction of a pointer (a
+// pooled one, say) allocates nothing: a load generator's scheduler posts
+// tens of thousands a second.
+type Action interface {
+	Run(c *client.Client, env client.Env)
+}
+
+type funcAction func(c *client.Client, env client.Env)
+
+func (f funcAction) Run(c *client.Client, env client.Env) { f(c, env) }
+
+// PostAction is Post for an Action.
+func (r *Runner) PostAction(a Action) bool {
 	if r.stopped.Load() {
 		return false
 	}
 	select {
-	case r.mailbox <- doEvent{fn: fn}:
+	case r.mailbox <- a:
 		return true
 	default:
 		return false
@@ -273,6 +289,8 @@ func (r *Runner) noteOnline() {
 
 func (r *Runner) dispatch(env *runEnv, ev any) {
 	switch e := ev.(type) {
+	case Action:
+		e.Run(r.c, env)
 	case doEvent:
 		e.fn(r.c, env)
 		if e.done != nil {
