@@ -106,7 +106,7 @@ func (e *clientEnv) Dial(addr string) {
 	c.conn = cn
 	s.obs.dials++
 	s.schedule(s.now+d, event{kind: evNode, target: idx, inc: uint64(in.inc),
-		p: node.ClientConnect{Conn: id, Remote: "client-" + itoa(int(c.idx))}})
+		p: node.ClientConnect{Conn: id, Remote: "client-" + itoa(int(c.idx)), Accepted: epoch.Add(time.Duration(s.now + d + in.skew))}})
 	cn.lastDown = s.now + 2*d
 	s.schedule(cn.lastDown, event{kind: evClient, target: c.idx, inc: c.gen, p: client.Connected{}})
 }

@@ -238,6 +238,29 @@ func TestLoginDeadline(t *testing.T) {
 	}
 }
 
+// TestLoginAfterDeadlineRefused: a connection the transport accepted a
+// login deadline ago, handled only now (the entry was paused), must not log
+// in: the client gave up on it and may hold a newer session elsewhere, which
+// logic would kick. One accepted just now logs in as usual.
+func TestLoginAfterDeadlineRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	h.env.Advance(time.Hour)
+	now := h.env.Now()
+	h.handle(node.ClientConnect{Conn: 1, Accepted: now.Add(-LoginDeadlineDefault)})
+	eff := h.frame(1, wire.OpLogin, 1, &wire.Login{Token: h.token("alice"), DeviceId: "d1"})
+	if reqs := requests(eff); len(reqs) != 0 {
+		t.Fatalf("a login handled after its deadline forwarded %d requests, want 0:\n%s", len(reqs), nodetest.Describe(eff))
+	}
+	if got := closed(eff); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("got closes %v, want [1]", got)
+	}
+	h.handle(node.ClientConnect{Conn: 2, Accepted: now.Add(-LoginDeadlineDefault / 2)})
+	eff = h.frame(2, wire.OpLogin, 1, &wire.Login{Token: h.token("bob"), DeviceId: "d1"})
+	if reqs := requests(eff); len(reqs) != 1 {
+		t.Fatalf("a login within its deadline forwarded %d requests, want 1:\n%s", len(reqs), nodetest.Describe(eff))
+	}
+}
+
 func TestIdleTimeout(t *testing.T) {
 	h := newHarness(t, nil)
 	h.login(1, "alice")

@@ -186,7 +186,7 @@ func (p *Process) serveApp(h *Host, ln net.Listener) {
 		p.conns.mu.Unlock()
 		p.conns.open.Add(1)
 		p.metrics.connections(1)
-		if !h.post(node.ClientConnect{Conn: c.id, Remote: nc.RemoteAddr().String()}) {
+		if !h.post(node.ClientConnect{Conn: c.id, Remote: nc.RemoteAddr().String(), Accepted: time.Now()}) {
 			p.finalize(c) // the node stopped
 			continue
 		}

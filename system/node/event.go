@@ -1,8 +1,14 @@
 package node
 
-import "github.com/zzim/zzim/system/wire"
+import (
+	"time"
 
-// Event is an input to a node. The driver stamps nothing on it: time is env.Now().
+	"github.com/zzim/zzim/system/wire"
+)
+
+// Event is an input to a node. The driver stamps nothing on it: time is
+// env.Now(). One exception: ClientConnect.Accepted, when the transport
+// took a connection the node may only see much later.
 type Event interface{ isEvent() }
 
 // Recv: an internal message from another instance.
@@ -20,6 +26,10 @@ type LinkDown struct{ Peer Addr }
 type ClientConnect struct {
 	Conn   ConnID
 	Remote string
+	// Accepted is when the transport accepted the connection, on the
+	// node's clock. A paused or busy node handles the event later; entry
+	// counts its login deadline from here. Zero means now.
+	Accepted time.Time
 }
 
 // ClientFrame: one decoded app frame.
