@@ -2,9 +2,11 @@
 // TCP and HTTP: one goroutine per client draining a mailbox, like
 // system/live does for services, and one reading its connection. Both
 // hold the client's lock while it handles an event, so the client sees
-// one event at a time; frames read are handled on the reading goroutine
-// (no hand-off per frame). The chaos harness, the load generator, `zzim
-// up` examples and end-to-end tests use it.
+// one event at a time. Frames read are handled on the reading goroutine
+// when the client is free (no hand-off per frame), else posted behind the
+// mailbox's events; only the mailbox goroutine writes, so reading never
+// waits for a write the server is slow to take. The chaos harness, the
+// load generator, `zzim up` examples and end-to-end tests use it.
 package clientrun
 
 import (
@@ -79,7 +81,9 @@ type Options struct {
 	// when each send went on the wire.
 	OnWrite func(f wire.Frame)
 	// OnHTTP, if set, sees every HTTP request the client makes, with the
-	// client held.
+	// client held. Like frames, which are written once the event that made
+	// them is handled, a request starts then: what OnHTTP notes (a load
+	// generator's send) is in place before the server can answer it.
 	OnHTTP func(method, path string, body []byte)
 	// Online, if set, counts the clients with a session up: each runner
 	// adds 1 when its client comes online and -1 when it goes offline.
@@ -98,18 +102,26 @@ type Runner struct {
 	// mu is held while the client handles an event: by the mailbox
 	// goroutine, or by the reader of the current connection. Everything
 	// below is guarded by it.
-	mu     sync.Mutex
-	closed bool // the runner stopped: nothing more is handled
-	online bool // last value added to opts.Online
-	conn   net.Conn
+	mu sync.Mutex
+	// posted (atomic) counts the reader's events waiting in the mailbox (frames
+	// and the end of its connection): while any wait, the reader posts
+	// its next ones behind them instead of handling them itself.
+	posted atomic.Int64
+	// flushAsked: the reader asked the mailbox goroutine to write what its
+	// frames produced.
+	flushAsked bool
+	closed     bool // the runner stopped: nothing more is handled
+	online     bool // last value added to opts.Online
+	conn       net.Conn
 	// wdl is the write deadline set on conn (zero: none yet). It is moved
 	// only when less than writeTimeout-writeDeadlineSlack remains, not on
 	// every write: a write may block between 4 and 5 seconds.
 	wdl     time.Time
 	connGen uint64
 	out     []byte
+	http    []func() // requests made while handling an event, started by flush
 	ids     uint64
-	timers  map[client.TimerID]*time.Timer
+	timers  map[client.TimerID]struct{} // set and not cancelled (fired ones go when handled)
 }
 
 // A write that cannot complete within writeTimeout (less the slack) closes
@@ -120,9 +132,14 @@ const (
 )
 
 type connEvent struct {
-	gen uint64
-	ev  client.Event
+	gen    uint64
+	ev     client.Event // Disconnected, or FrameIn from the reader
+	reader bool         // posted by the reader (counted in posted)
 }
+
+// flushEvent asks the mailbox goroutine for a flush (its batch ends with
+// one).
+type flushEvent struct{}
 
 type doEvent struct {
 	fn   func(*client.Client, client.Env)
@@ -150,7 +167,7 @@ func Start(cfg client.Config, opts Options) *Runner {
 	}
 	r := &Runner{
 		c: client.New(cfg), opts: opts, mailbox: make(chan any, opts.MailboxMax), done: make(chan struct{}),
-		rnd: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), timers: map[client.TimerID]*time.Timer{},
+		rnd: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), timers: map[client.TimerID]struct{}{},
 	}
 	go r.run()
 	return r
@@ -235,9 +252,7 @@ func (r *Runner) run() {
 				r.conn.Close()
 				r.conn = nil
 			}
-			for _, t := range r.timers {
-				t.Stop()
-			}
+			clear(r.timers) // still in the timer service: they find the runner stopped
 			if r.online {
 				r.online = false
 				r.opts.Online.Add(-1)
@@ -297,10 +312,19 @@ func (r *Runner) dispatch(env *runEnv, ev any) {
 			close(e.done)
 		}
 	case connEvent:
+		_, frame := e.ev.(client.FrameIn)
+		if e.reader {
+			r.posted.Add(-1)
+		}
 		if e.gen != r.connGen {
 			return // an old connection's news
 		}
+		if frame {
+			r.c.Handle(env, e.ev)
+			return
+		}
 		r.disconnected(env, e.ev)
+	case flushEvent: // the batch ends with a flush
 	case connUp:
 		r.flush()
 		if e.gen != r.connGen || r.stopped.Load() {
@@ -333,8 +357,29 @@ func (r *Runner) disconnected(env *runEnv, ev client.Event) {
 	r.c.Handle(env, ev)
 }
 
-// flush writes the frames queued while handling events in one write.
+// askFlush has the mailbox goroutine write what the reader's frames
+// produced. A full mailbox is being drained, and its batch ends with a
+// flush anyway.
+func (r *Runner) askFlush() {
+	if r.flushAsked || len(r.out) == 0 && len(r.http) == 0 {
+		return
+	}
+	r.flushAsked = true
+	select {
+	case r.mailbox <- flushEvent{}:
+	default:
+	}
+}
+
+// flush starts the HTTP requests and writes the frames (in one write)
+// made while handling events.
 func (r *Runner) flush() {
+	r.flushAsked = false
+	for i, start := range r.http {
+		start()
+		r.http[i] = nil
+	}
+	r.http = r.http[:0]
 	if len(r.out) == 0 || r.conn == nil {
 		r.out = r.out[:0]
 		return
@@ -408,50 +453,50 @@ func (e *runEnv) HTTP(method, path, token string, body []byte, timeout time.Dura
 	if r.opts.OnHTTP != nil {
 		r.opts.OnHTTP(method, path, body)
 	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(body))
-		if err != nil {
-			r.post(client.HTTPResponse{Req: id})
-			return
-		}
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := r.opts.HTTPClient.Do(req)
-		if err != nil {
-			r.post(client.HTTPResponse{Req: id})
-			return
-		}
-		b, err := io.ReadAll(io.LimitReader(resp.Body, wire.FrameSizeMax*16))
-		resp.Body.Close()
-		if err != nil {
-			r.post(client.HTTPResponse{Req: id})
-			return
-		}
-		r.post(client.HTTPResponse{Req: id, Status: resp.StatusCode, Body: b})
-	}()
+	r.http = append(r.http, func() { go r.doHTTP(id, base, method, path, token, body, timeout) })
 	return id
+}
+
+// doHTTP makes one request and posts its response (Status 0: none).
+func (r *Runner) doHTTP(id client.ReqID, base, method, path, token string, body []byte, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(body))
+	if err != nil {
+		r.post(client.HTTPResponse{Req: id})
+		return
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := r.opts.HTTPClient.Do(req)
+	if err != nil {
+		r.post(client.HTTPResponse{Req: id})
+		return
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, wire.FrameSizeMax*16))
+	resp.Body.Close()
+	if err != nil {
+		r.post(client.HTTPResponse{Req: id})
+		return
+	}
+	r.post(client.HTTPResponse{Req: id, Status: resp.StatusCode, Body: b})
 }
 
 func (e *runEnv) After(d time.Duration, tag any) client.TimerID {
 	r := (*Runner)(e)
 	r.ids++
 	id := client.TimerID(r.ids)
-	r.timers[id] = time.AfterFunc(d, func() { r.post(client.Timer{ID: id, Tag: tag}) })
+	r.timers[id] = struct{}{}
+	timers.add(timerEntry{at: timerDue(time.Now(), d), r: r, id: id, tag: tag})
 	return id
 }
 
-func (e *runEnv) Cancel(id client.TimerID) {
-	if t, ok := e.timers[id]; ok {
-		t.Stop()
-		delete(e.timers, id)
-	}
-}
+// Cancel forgets the timer: when it fires, the runner ignores it.
+func (e *runEnv) Cancel(id client.TimerID) { delete(e.timers, id) }
 
 func (e *runEnv) Record(op check.Op) {
 	if e.opts.Recorder != nil {
@@ -462,11 +507,15 @@ func (e *runEnv) Record(op check.Op) {
 // readBufferDefault is the default size of one read.
 const readBufferDefault = 4096
 
-// reader reads a connection straight into one buffer and hands the client
-// every whole frame of each read at once, holding the client's lock, then
-// writes what they produced in one write: no hand-off to the mailbox
-// goroutine and no copy per frame. A frame's body aliases the buffer; the
-// client decodes it while handling the frame and keeps no reference.
+// reader reads a connection straight into one buffer. When the client is
+// free and none of the reader's events waits in the mailbox, it hands the
+// client every whole frame of a read at once, holding the client's lock:
+// no hand-off and no copy per frame (a frame's body aliases the buffer;
+// the client decodes it while handling the frame and keeps no reference).
+// Otherwise (the mailbox goroutine holds the client, writing maybe) it
+// posts copies behind the mailbox's events, as it would if it never
+// handled any. It never writes: what its frames produce is written by the
+// mailbox goroutine (askFlush).
 func (r *Runner) reader(gen uint64, conn net.Conn) {
 	env := (*runEnv)(r)
 	buf := make([]byte, r.opts.ReadBuffer)
@@ -481,13 +530,17 @@ func (r *Runner) reader(gen uint64, conn net.Conn) {
 		}
 		n, err := conn.Read(buf[end:])
 		end += n
-		r.mu.Lock()
-		if r.closed || gen != r.connGen {
+		inline := r.mu.TryLock()
+		if inline && r.posted.Load() > 0 {
+			r.mu.Unlock()
+			inline = false
+		}
+		if inline && (r.closed || gen != r.connGen) {
 			r.mu.Unlock()
 			conn.Close()
 			return
 		}
-		for start < end && gen == r.connGen {
+		for start < end && (!inline || gen == r.connGen) {
 			f, used, derr := wire.Decode(buf[start:end])
 			if derr == wire.ErrShort {
 				break
@@ -497,18 +550,33 @@ func (r *Runner) reader(gen uint64, conn net.Conn) {
 				break
 			}
 			start += used
-			r.c.Handle(env, client.FrameIn{Frame: f})
+			if inline {
+				r.c.Handle(env, client.FrameIn{Frame: f})
+				continue
+			}
+			f.Body = append([]byte(nil), f.Body...)
+			r.posted.Add(1)
+			if !r.post(connEvent{gen: gen, ev: client.FrameIn{Frame: f}, reader: true}) {
+				conn.Close()
+				return
+			}
 		}
 		if start == end {
 			start, end = 0, 0
 		}
-		if err != nil && gen == r.connGen {
+		if inline {
+			if err != nil && gen == r.connGen {
+				conn.Close()
+				r.disconnected(env, client.Disconnected{Reason: err.Error()})
+			}
+			r.askFlush()
+			r.noteOnline()
+			r.mu.Unlock()
+		} else if err != nil {
 			conn.Close()
-			r.disconnected(env, client.Disconnected{Reason: err.Error()})
+			r.posted.Add(1)
+			r.post(connEvent{gen: gen, ev: client.Disconnected{Reason: err.Error()}, reader: true})
 		}
-		r.flush()
-		r.noteOnline()
-		r.mu.Unlock()
 		if err != nil {
 			conn.Close()
 			return
