@@ -40,7 +40,13 @@ import (
 const (
 	// pollReadBuffer is each poller's read buffer: one read takes up to
 	// this much from one connection before the next ready one is served.
-	pollReadBuffer = 64 << 10
+	// Small for fairness: with 64 KiB a flooding connection put a thousand
+	// frames in its node's mailbox between two of another connection's
+	// (a storm of 40 logins then reached entry spread out enough for
+	// logic's kicks to come back in between: e2e/hardening's
+	// connection-storm saw none refused). 4 KiB is still 8 times what a
+	// reader goroutine's 512-byte buffer took per read.
+	pollReadBuffer = 4 << 10
 	// pollersMax bounds the poller goroutines of a process.
 	pollersMax = 4
 	pollEvents = 256
