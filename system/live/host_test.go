@@ -58,7 +58,9 @@ func nextFired(t *testing.T, fired chan any) any {
 func TestHostTimersOrderAndCancel(t *testing.T) {
 	n := &timerNode{fired: make(chan any, 16)}
 	n.start = func(env node.Env) {
-		env.After(60*time.Millisecond, "c")
+		// c is far after b+10ms: "set by b" is armed when b fires, and a
+		// loaded machine may fire b late (at 60ms, c would race it).
+		env.After(400*time.Millisecond, "c")
 		env.After(20*time.Millisecond, "a")
 		env.Cancel(env.After(30*time.Millisecond, "cancelled"))
 		env.After(40*time.Millisecond, "b")
