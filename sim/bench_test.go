@@ -31,28 +31,7 @@ func benchConfig(seed uint64, d time.Duration) Config {
 // rates per CPU second of this process as well (events/cpu-s,
 // sim-s/cpu-s): what one dedicated core would give.
 func BenchmarkStandard(b *testing.B) {
-	defer TuneGC()()
-	var events uint64
-	var simSec, wallSec float64
-	cpu0 := cpuSeconds(b)
-	for i := 0; i < b.N; i++ {
-		res, err := Run(benchConfig(uint64(i+1), 60*time.Second))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if res.Err != nil {
-			b.Fatalf("run failed: %v", res.Err)
-		}
-		events += res.Counters.Events
-		simSec += res.Counters.SimSeconds
-		wallSec += res.Counters.WallSeconds
-	}
-	cpuSec := cpuSeconds(b) - cpu0
-	b.ReportMetric(float64(events)/wallSec, "events/s")
-	b.ReportMetric(simSec/wallSec, "sim-s/wall-s")
-	b.ReportMetric(float64(events)/float64(b.N), "events/run")
-	b.ReportMetric(float64(events)/cpuSec, "events/cpu-s")
-	b.ReportMetric(simSec/cpuSec, "sim-s/cpu-s")
+	benchRuns(b, func(seed uint64) (*Result, error) { return Run(benchConfig(seed, 60*time.Second)) })
 }
 
 // BenchmarkScenarioBenchStandard runs the shipped bench-standard scenario
@@ -61,20 +40,28 @@ func BenchmarkStandard(b *testing.B) {
 // `zzim sim run bench-standard` does, without the checkers. One op is one
 // whole run (about 10 s here): use -benchtime 1x or 3x.
 func BenchmarkScenarioBenchStandard(b *testing.B) {
-	defer TuneGC()()
 	sc, err := scenarios.Load("bench-standard")
 	if err != nil {
 		b.Fatal(err)
 	}
+	benchRuns(b, func(seed uint64) (*Result, error) {
+		plan, err := FromScenario(sc, PlanOptions{Seed: seed})
+		if err != nil {
+			return nil, err
+		}
+		return plan.Run()
+	})
+}
+
+// benchRuns runs seeds 1..b.N with the simulator's GC setting and reports
+// events and simulated seconds per wall second and per CPU second.
+func benchRuns(b *testing.B, run func(seed uint64) (*Result, error)) {
+	defer TuneGC()()
 	var events uint64
 	var simSec, wallSec float64
 	cpu0 := cpuSeconds(b)
 	for i := 0; i < b.N; i++ {
-		plan, err := FromScenario(sc, PlanOptions{Seed: uint64(i + 1)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		res, err := plan.Run()
+		res, err := run(uint64(i + 1))
 		if err != nil {
 			b.Fatal(err)
 		}

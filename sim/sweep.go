@@ -25,7 +25,7 @@ func Sweep(cfgFor func(seed uint64) Config, seeds []uint64, jobs int, progress f
 	var mu sync.Mutex
 	for w := 0; w < min(jobs, len(seeds)); w++ {
 		wg.Add(1)
-		go func() {
+		go func() { // determinism-ok: the sweep driver runs whole, independent runs in parallel; each run is one goroutine of its own
 			defer wg.Done()
 			for i := range next {
 				cfg := cfgFor(seeds[i])

@@ -175,26 +175,34 @@ func emitStruct(ch chan<- prometheus.Metric, role, addr, prefix string, v reflec
 		}
 		name := prefix + snake(f.Name)
 		fv := v.Field(i)
-		var val float64
 		switch fv.Kind() {
-		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-			val = float64(fv.Int())
-		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-			val = float64(fv.Uint())
-		case reflect.Float32, reflect.Float64:
-			val = fv.Float()
 		case reflect.Struct:
 			emitStruct(ch, role, addr, name+"_", fv)
 			continue
 		case reflect.Array:
 			emitIndexed(ch, role, addr, name, f, fv)
 			continue
-		default:
+		}
+		val, ok := numeric(fv)
+		if !ok {
 			continue
 		}
 		desc := prometheus.NewDesc("zzim_"+role+"_"+name, "Service counter "+f.Name+" of "+role+".", []string{"node"}, nil)
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.UntypedValue, val, addr)
 	}
+}
+
+// numeric is v as a float64, if v is a number.
+func numeric(v reflect.Value) (float64, bool) {
+	switch v.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return float64(v.Int()), true
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return float64(v.Uint()), true
+	case reflect.Float32, reflect.Float64:
+		return v.Float(), true
+	}
+	return 0, false
 }
 
 // emitIndexed exports a numeric array field as one series per element.
@@ -209,15 +217,8 @@ func emitIndexed(ch chan<- prometheus.Metric, role, addr, name string, f reflect
 	}
 	desc := prometheus.NewDesc("zzim_"+role+"_"+name, "Service counter "+f.Name+" of "+role+", by "+label+".", []string{"node", label}, nil)
 	for i := 0; i < v.Len(); i++ {
-		var val float64
-		switch e := v.Index(i); e.Kind() {
-		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-			val = float64(e.Int())
-		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-			val = float64(e.Uint())
-		case reflect.Float32, reflect.Float64:
-			val = e.Float()
-		default:
+		val, ok := numeric(v.Index(i))
+		if !ok {
 			return
 		}
 		key := strconv.Itoa(i)
