@@ -549,6 +549,33 @@ func TestHeartbeatWhileIdle(t *testing.T) {
 	}
 }
 
+// TestHeartbeatWhileBusy: a client that writes every second still sends a
+// HEARTBEAT each interval, since only the heartbeat refreshes presence (a
+// busy client used to fall out of presence one TTL after login).
+func TestHeartbeatWhileBusy(t *testing.T) {
+	cfg := tcpConfig()
+	cfg.HeartbeatInterval = 30 * time.Second
+	c, e := startTCP(t, cfg)
+	beats := 0
+	for sec := 1; sec <= 91; sec++ { // the 91st round takes what second 90 wrote
+		if _, err := c.Send(e, testConv, "x"); err != nil {
+			t.Fatal(err)
+		}
+		ws := e.take(t)
+		for _, hb := range only(ws, wire.OpHeartbeat) {
+			beats++
+			reply(t, c, e, hb.reqID, &wire.Heartbeat{})
+		}
+		for _, r := range sendReqs(ws) {
+			ack(t, c, e, r, uint64(sec), uint64(sec))
+		}
+		e.advance(c, time.Second)
+	}
+	if beats != 3 {
+		t.Fatalf("%d heartbeats in 90 s of sending every second, want 3 (one per 30 s interval)", beats)
+	}
+}
+
 func TestKickStopsReconnects(t *testing.T) {
 	c, e := startTCP(t, tcpConfig())
 	reply(t, c, e, 0, &wire.Kick{Reason: "newer login"})

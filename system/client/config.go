@@ -80,7 +80,7 @@ type Config struct {
 	BackoffMax        time.Duration
 	RequestTimeout    time.Duration // an unanswered request is retried after this
 	SyncIntervalMax   time.Duration // the conversation list is fetched at least this often; what it shows behind is synced
-	HeartbeatInterval time.Duration // TCP: a heartbeat after this long without writing
+	HeartbeatInterval time.Duration // TCP: a HEARTBEAT this often, busy or idle (it refreshes presence)
 	PollWait          time.Duration // long-poll: timeout_ms of a poll
 	PendingSendsMax   int           // unacknowledged sends; Send fails with ErrPendingFull beyond
 	InflightMax       int           // TCP: sends pipelined on the connection

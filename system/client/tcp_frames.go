@@ -60,6 +60,7 @@ func (t *tcp) onFrame(env Env, f wire.Frame) {
 func (t *tcp) onLoginAck(env Env, req *tcpReq) {
 	t.state = connUp
 	t.attempt = 0
+	t.lastBeat = env.Now() // the login set presence
 	t.c.arm(env, timerHeartbeat, t.c.cfg.HeartbeatInterval)
 	t.c.onLogin(env, req.call)
 }
