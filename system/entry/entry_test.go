@@ -599,6 +599,23 @@ func TestKickClosesOnlyKicked(t *testing.T) {
 	}
 }
 
+// A same-device replacement closes the connection without a KICK frame, so
+// a live client reconnects instead of stopping.
+func TestSameDeviceKickClosesWithoutKickFrame(t *testing.T) {
+	h := newHarness(t, nil)
+	h.login(1, "bob")
+	eff := h.handle(node.Recv{From: logicAt(0), Msg: &wire.KickRequest{Target: &wire.PushTarget{UserId: "bob", Conn: 1, EntryIncarnation: 1}, Reason: "replaced", SameDevice: true}})
+	if fs := framesTo(eff, 1); len(fs) != 0 {
+		t.Fatalf("got frames %v, want none", fs)
+	}
+	if got(closed(eff)) != "[1]" {
+		t.Fatalf("got closes %v, want [1]", closed(eff))
+	}
+	if s := h.e.Stats(); s.Replaced != 1 || s.Kicks != 0 || s.ConnectionsOpen != 0 {
+		t.Errorf("got replaced %d kicks %d open %d, want 1 0 0", s.Replaced, s.Kicks, s.ConnectionsOpen)
+	}
+}
+
 func TestConnsMax(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.ConnsMax = 1 })
 	h.handle(node.ClientConnect{Conn: 1})

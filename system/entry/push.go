@@ -104,6 +104,14 @@ func (e *Entry) onKick(env node.Env, m *wire.KickRequest) {
 		e.stats.StaleDropped++
 		return
 	}
+	if m.SameDevice {
+		// No KICK frame: if this connection is live, the login that replaced
+		// it was stale, and the client must reconnect rather than stop.
+		e.stats.Replaced++
+		e.drop(env, c, "replaced")
+		env.Close(c.id)
+		return
+	}
 	e.stats.Kicks++
 	e.write(env, c.id, wire.Frame{Op: wire.OpKick, Body: mustMarshal(&wire.Kick{Reason: m.Reason})})
 	e.drop(env, c, "kicked")

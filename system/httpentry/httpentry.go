@@ -137,7 +137,8 @@ type Stats struct {
 	PushTimeouts      uint64
 	PushesFailed      uint64 // PushFailed messages sent
 	BufferOverflows   uint64 // messages dropped from a full buffer (to PushFailed)
-	Kicks             uint64
+	Kicks             uint64 // sessions ended KICKED (another device logged in)
+	Replaced          uint64 // sessions ended UNAUTHENTICATED (the same device logged in again): the client logs in again
 	PlatformAccepted  uint64 // 202
 	PlatformRejected  uint64 // 400 / 401
 	PlatformFailed    uint64 // 503

@@ -513,6 +513,22 @@ func TestKickEndsSession(t *testing.T) {
 	_ = conn
 }
 
+// A same-device replacement ends the session UNAUTHENTICATED, which makes
+// the client log in again, not KICKED, which stops it.
+func TestSameDeviceKickEndsSessionUnauthenticated(t *testing.T) {
+	x := newHarness(t, nil)
+	vconn := x.login("bob")
+	conn, _ := x.do("bob", "GET", "/v1/poll", nil, "")
+	eff := x.handle(node.Recv{From: node.Addr{Role: node.RoleLogic, Slot: 0}, Msg: &wire.KickRequest{Target: &wire.PushTarget{UserId: "bob", Conn: vconn, EntryIncarnation: 1}, SameDevice: true}})
+	r := replyTo(t, eff, conn)
+	if r.Status != http.StatusUnauthorized || decode(t, r, &wire.Error{}).Code != wire.ErrorCode_UNAUTHENTICATED {
+		t.Fatalf("parked poll got %d %s, want 401 UNAUTHENTICATED", r.Status, r.Body)
+	}
+	if s := x.h.Stats(); s.Replaced != 1 || s.Kicks != 0 || s.SessionsOpen != 0 {
+		t.Fatalf("replaced %d kicks %d sessions %d, want 1 0 0", s.Replaced, s.Kicks, s.SessionsOpen)
+	}
+}
+
 func TestSessionExpires(t *testing.T) {
 	x := newHarness(t, nil)
 	x.login("bob")

@@ -230,6 +230,13 @@ func (h *HTTPEntry) onKick(env node.Env, m *wire.KickRequest) {
 		h.stats.StaleDropped++
 		return
 	}
+	if m.SameDevice {
+		// Not KICKED, which stops the client: if the session is live the
+		// login that replaced it was stale, and the client logs in again.
+		h.stats.Replaced++
+		h.endSession(env, s, wire.ErrorCode_UNAUTHENTICATED, "replaced: "+m.Reason)
+		return
+	}
 	h.stats.Kicks++
 	h.endSession(env, s, wire.ErrorCode_KICKED, "kicked: "+m.Reason)
 }

@@ -551,9 +551,16 @@ func (x *PushFailed) GetReason() string {
 
 // KickRequest: logic → entry: close an older session of a user.
 type KickRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Target        *PushTarget            `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Target *PushTarget            `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Reason string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// same_device: the login that replaced the session came from the same
+	// device. A device holds one connection at a time, so the replaced one is
+	// either dead or the device's current connection replaced by a stale login
+	// (one a paused logic handled late). Entry then closes the connection
+	// without a KICK frame: a live client reconnects and logs in again, where a
+	// KICK would stop it for good.
+	SameDevice    bool `protobuf:"varint,3,opt,name=same_device,json=sameDevice,proto3" json:"same_device,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -600,6 +607,13 @@ func (x *KickRequest) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *KickRequest) GetSameDevice() bool {
+	if x != nil {
+		return x.SameDevice
+	}
+	return false
 }
 
 // SessionClosed: entry → logic: a connection ended, clear presence if it is still ours.
@@ -1624,10 +1638,12 @@ const file_internal_proto_rawDesc = "" +
 	"PushFailed\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x122\n" +
 	"\bmessages\x18\x02 \x03(\v2\x16.zzim.wire.ChatMessageR\bmessages\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"T\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"u\n" +
 	"\vKickRequest\x12-\n" +
 	"\x06target\x18\x01 \x01(\v2\x15.zzim.wire.PushTargetR\x06target\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"S\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1f\n" +
+	"\vsame_device\x18\x03 \x01(\bR\n" +
+	"sameDevice\"S\n" +
 	"\rSessionClosed\x12)\n" +
 	"\x06origin\x18\x01 \x01(\v2\x11.zzim.wire.OriginR\x06origin\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\"\xea\x01\n" +

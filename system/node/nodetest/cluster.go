@@ -722,11 +722,14 @@ func (fc *FakeClient) Pushes() []*wire.ChatMessage {
 }
 
 // Kicked reports whether a KickRequest named this connection.
-func (fc *FakeClient) Kicked() bool {
+func (fc *FakeClient) Kicked() bool { return fc.KickRequest() != nil }
+
+// KickRequest is the first KickRequest that named this connection, or nil.
+func (fc *FakeClient) KickRequest() *wire.KickRequest {
 	for _, m := range fc.entry.Inbox {
 		if k, ok := m.(*wire.KickRequest); ok && k.Target.GetConn() == uint64(fc.Conn) && k.Target.GetUserId() == fc.User {
-			return true
+			return k
 		}
 	}
-	return false
+	return nil
 }
