@@ -157,7 +157,7 @@ type Stats struct {
 	PushesLostWithEntry uint64 // pushes sent to an entry whose link then went down: offline path
 	Kicks               uint64 // older sessions of another device kicked
 	Replaced            uint64 // older sessions of the same device closed (no KICK: the client may come back)
-	Sessions            int // FIFO sessions held now
+	Sessions            int    // FIFO sessions held now
 	SessionsEvicted     uint64
 }
 
