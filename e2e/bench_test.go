@@ -887,8 +887,11 @@ func TestProfileBreakdown(t *testing.T) {
 	if err := pprof.StartCPUProfile(f); err != nil {
 		t.Skipf("cannot profile here: %v", err)
 	}
+	// 300 ms of this process's CPU, not of wall time: on a loaded machine
+	// a wall-clock spin got 70 ms of CPU and too few samples. The wall cap
+	// only stops a machine that gives the test no CPU at all.
 	var sink uint64
-	for start := time.Now(); time.Since(start) < 300*time.Millisecond; {
+	for start, wall := cpuTime(), time.Now(); cpuTime()-start < 300*time.Millisecond && time.Since(wall) < time.Minute; {
 		sink += spin(1 << 16)
 	}
 	pprof.StopCPUProfile()
