@@ -45,14 +45,15 @@ func buildPartitions(h *History, dump []store.Message) []*partition {
 		}
 		return c
 	}
-	dumpSeq := map[msgKey]uint64{}
+	z := sizesOf(h, dump)
+	dumpSeq := make(map[msgKey]uint64, len(dump))
 	for _, m := range dump {
 		k := keyOf(m.ConvID, m.SenderID, m.ClientMsgID, m.Seq)
 		dumpSeq[k] = m.Seq
 		c := get(m.ConvID)
 		c.seen = append(c.seen, observation{k, m.Seq})
 	}
-	observed := map[msgKey]uint64{}
+	observed := make(map[msgKey]uint64, z.msgs)
 	note := func(c *convOps, k msgKey, seq uint64) {
 		if seq == 0 {
 			return

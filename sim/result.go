@@ -143,7 +143,13 @@ func countDeliveries(ops []check.Op) DeliveryCheck {
 	}
 	userClients := map[string][]int{}
 	seenClient := map[int]bool{}
-	delivered := map[recvKey]int{}
+	n := 0
+	for i := range ops {
+		if ops[i].Kind == check.KindDeliver {
+			n += len(ops[i].Out.Msgs)
+		}
+	}
+	delivered := make(map[recvKey]int, n) // made at its size: growing it was most of this pass
 	for i := range ops {
 		op := &ops[i]
 		if !seenClient[op.Client] {
