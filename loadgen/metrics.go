@@ -151,6 +151,10 @@ func (m *Metrics) deliver(now time.Time, intended, raw time.Duration) {
 	}
 }
 
+// deliverRaw records the raw latency of a delivery deliver counted before
+// its send was in the sender's log.
+func (m *Metrics) deliverRaw(raw time.Duration) { m.record(SeriesDeliverRaw, raw) }
+
 // error counts one error of kind at now.
 func (m *Metrics) error(now time.Time, kind string) { m.errorN(now, kind, 1) }
 

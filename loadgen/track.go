@@ -27,7 +27,20 @@ const (
 	// logCompactMin: a send log moves its live entries to the front once
 	// this many (and half of it) are forgotten.
 	logCompactMin = 64
+	// earlyMax bounds one sender's deliveries seen before their send was
+	// added; when full the oldest is forgotten (its raw latency unmeasured).
+	earlyMax = 256
 )
+
+// early is a delivery that arrived before its send was in the log: the
+// sender's goroutine adds a send after the client's Send returns, and the
+// frame is on the wire by then, so on a loaded machine a receiver's
+// goroutine can take the PUSH first (TestFlashSaleSpikeVerify once counted
+// 2,198 raw deliveries of 2,199).
+type early struct {
+	id uint64
+	at int64
+}
 
 // sent is what the generator knows of one message until it is both
 // acknowledged and delivered. It holds no pointer (the id is kept as a
@@ -58,6 +71,7 @@ type sendLog struct {
 	head  int
 	ackAt int // where the next ack most likely is
 	dlvAt int // where the next delivery most likely is
+	early []early
 	cnt   *atomic.Int64
 	seed  maphash.Seed // one per run: every sender's log hashes alike
 }
@@ -85,17 +99,27 @@ func (l *sendLog) find(h uint64, hint int) int {
 }
 
 // add appends a send with its intended time, and its written time unless
-// 0. False when the run keeps trackedMax sends already.
-func (l *sendLog) add(id string, intended, written int64) bool {
-	if l.cnt.Add(1) > trackedMax {
-		l.cnt.Add(-1)
-		return false
-	}
+// 0. ok is false when the run keeps trackedMax sends already. deliveredAt
+// is when the send was delivered if that happened before add (0 if not):
+// the caller records its raw latency, which deliver could not.
+func (l *sendLog) add(id string, intended, written int64) (ok bool, deliveredAt int64) {
 	h := maphash.String(l.seed, id)
 	l.mu.Lock()
-	l.q = append(l.q, sent{id: h, intended: intended, written: written})
-	l.mu.Unlock()
-	return true
+	defer l.mu.Unlock()
+	for i, e := range l.early {
+		if e.id == h {
+			deliveredAt = e.at
+			l.early[i] = l.early[len(l.early)-1]
+			l.early = l.early[:len(l.early)-1]
+			break
+		}
+	}
+	if l.cnt.Add(1) > trackedMax {
+		l.cnt.Add(-1)
+		return false, deliveredAt
+	}
+	l.q = append(l.q, sent{id: h, intended: intended, written: written, delivered: deliveredAt != 0})
+	return true, deliveredAt
 }
 
 // wrote notes that a SEND carrying id went on the wire again at now (a
@@ -138,6 +162,11 @@ func (l *sendLog) deliver(id string, now int64) (written int64) {
 	defer l.mu.Unlock()
 	i := l.find(h, l.dlvAt)
 	if i < 0 {
+		// Not added yet (or already forgotten: then the entry ages out).
+		if len(l.early) >= earlyMax {
+			l.early = append(l.early[:0], l.early[1:]...)
+		}
+		l.early = append(l.early, early{h, now})
 		return 0
 	}
 	s := &l.q[i]

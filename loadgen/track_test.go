@@ -17,7 +17,7 @@ func TestSendLog(t *testing.T) {
 	id := func(i int) string { return "u1-load-" + strconv.Itoa(i) }
 	const n = 200
 	for i := range n {
-		if !l.add(id(i), int64(1000+i), 0) {
+		if ok, _ := l.add(id(i), int64(1000+i), 0); !ok {
 			t.Fatalf("add %d: refused", i)
 		}
 	}
@@ -81,10 +81,45 @@ func TestSendLogBound(t *testing.T) {
 	var cnt atomic.Int64
 	cnt.Store(trackedMax - 1)
 	l := &sendLog{cnt: &cnt, seed: maphash.MakeSeed()}
-	if !l.add("a", 1, 0) || l.add("b", 1, 0) {
+	okA, _ := l.add("a", 1, 0)
+	okB, _ := l.add("b", 1, 0)
+	if !okA || okB {
 		t.Fatal("want the last slot taken, then a refusal")
 	}
 	if got := cnt.Load(); got != trackedMax {
 		t.Fatalf("count %d, want %d", got, trackedMax)
+	}
+}
+
+// TestSendLogEarlyDelivery: a delivery that arrives before its send is in
+// the log (the receiver's goroutine beat the sender's) is kept, and add
+// hands back its time so the raw latency is still measured; the early
+// deliveries kept per log are bounded.
+func TestSendLogEarlyDelivery(t *testing.T) {
+	var cnt atomic.Int64
+	l := &sendLog{cnt: &cnt, seed: maphash.MakeSeed()}
+	if w := l.deliver("u1-load-1", 5000); w != 0 {
+		t.Fatalf("early deliver: written %d, want 0", w)
+	}
+	ok, at := l.add("u1-load-1", 1000, 4000)
+	if !ok || at != 5000 {
+		t.Fatalf("add after its delivery: ok %v deliveredAt %d, want true 5000", ok, at)
+	}
+	if len(l.early) != 0 {
+		t.Fatalf("early deliveries kept after the match: %d, want 0", len(l.early))
+	}
+	// The send counts as delivered: its ack finishes it.
+	l.ack("u1-load-1", 6000)
+	if got := cnt.Load(); got != 0 {
+		t.Fatalf("acked after an early delivery: %d kept, want 0", got)
+	}
+	if _, at := l.add("u1-load-2", 1000, 4000); at != 0 {
+		t.Fatalf("add with no early delivery: deliveredAt %d, want 0", at)
+	}
+	for i := range earlyMax + 10 {
+		l.deliver("other-"+strconv.Itoa(i), 1)
+	}
+	if len(l.early) != earlyMax {
+		t.Fatalf("early deliveries kept: %d, want the bound %d", len(l.early), earlyMax)
 	}
 }

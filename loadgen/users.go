@@ -216,8 +216,12 @@ func (g *gen) send(c *client.Client, env client.Env, u *user, conv string, inten
 		return
 	}
 	g.m.Accepted.Add(1)
-	if !u.log.add(id, intended, written) {
+	ok, deliveredAt := u.log.add(id, intended, written)
+	if !ok {
 		g.m.Untracked.Add(1)
+	}
+	if deliveredAt != 0 && written != 0 {
+		g.m.deliverRaw(time.Duration(max(deliveredAt-written, 0)))
 	}
 }
 
