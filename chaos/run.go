@@ -53,7 +53,7 @@ type Options struct {
 	// OutDir receives history.jsonl, store.jsonl, faults.jsonl,
 	// report.txt, report.json, porcupine's HTML and the services' logs.
 	OutDir string
-	// CheckTimeout bounds the linearizability check (0: check.DefaultTimeout).
+	// CheckTimeout bounds porcupine's search per conversation (0: check.DefaultTimeout).
 	CheckTimeout time.Duration
 	Log          *slog.Logger
 	// Progress receives one line per phase (nil: none).

@@ -48,7 +48,9 @@ type PartitionResult struct {
 type LinOptions struct {
 	Dump    []store.Message // resolves sends with unknown outcome; nil: none
 	Faults  []FaultWindow   // annotate the visualizations
-	Timeout time.Duration   // overall; 0 means DefaultTimeout
+	Timeout time.Duration   // per conversation; 0 means DefaultTimeout
+	// TotalTimeout bounds the whole check; 0 means DefaultTotalTimeout.
+	TotalTimeout time.Duration
 	OutDir  string          // where visualizations go; "" writes none
 }
 
@@ -60,26 +62,30 @@ type partition struct {
 }
 
 // Linearizability checks each conversation's sends and syncs against the
-// log model with porcupine. Partitions run in parallel and share one
-// deadline; a partition porcupine could not decide in time is "unknown".
+// log model with porcupine. Partitions run in parallel, each bounded by
+// Timeout, all by TotalTimeout; a partition porcupine could not decide in
+// time is "unknown".
 // The model is partitioned here, not through porcupine's Model.Partition,
 // because porcupine merges the partitions' verdicts and the report needs
 // each one.
 func Linearizability(h *History, opts LinOptions) ([]PartitionResult, []Violation, error) {
-	timeout := opts.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
+	b := budget{each: opts.Timeout, total: opts.TotalTimeout}
+	if b.each <= 0 {
+		b.each = DefaultTimeout
 	}
-	deadline := time.Now().Add(timeout)
+	if b.total <= 0 {
+		b.total = DefaultTotalTimeout
+	}
+	b.deadline = time.Now().Add(b.total)
 	parts := buildPartitions(h, opts.Dump)
-	results := runPartitions(parts, deadline)
+	results := runPartitions(parts, b)
 	out := make([]PartitionResult, len(parts))
 	var violations []Violation
 	written := 0
 	for i, p := range parts {
 		out[i] = PartitionResult{Conv: p.model.conv, Ops: len(p.ops), Result: results[i], Note: p.undecidable}
 		if results[i] == ResultUnknown && p.undecidable == "" {
-			out[i].Note = "porcupine did not decide before the deadline"
+			out[i].Note = "porcupine did not decide within the timeout"
 		}
 		if results[i] != ResultIllegal {
 			continue
@@ -90,7 +96,7 @@ func Linearizability(h *History, opts LinOptions) ([]PartitionResult, []Violatio
 		}
 		if written < VisualizationsMax {
 			written++
-			if err := explain(h, p, &v, deadline, opts); err != nil {
+			if err := explain(h, p, &v, b, opts); err != nil {
 				return out, violations, err
 			}
 		}
@@ -99,8 +105,18 @@ func Linearizability(h *History, opts LinOptions) ([]PartitionResult, []Violatio
 	return out, violations, nil
 }
 
+// budget is the time porcupine may take: each per partition, and all of
+// them until deadline.
+type budget struct {
+	each, total time.Duration
+	deadline    time.Time
+}
+
+// left is what one partition's search may take now.
+func (b budget) left() time.Duration { return min(b.each, time.Until(b.deadline)) }
+
 // runPartitions checks every partition, largest first, on GOMAXPROCS workers.
-func runPartitions(parts []*partition, deadline time.Time) []string {
+func runPartitions(parts []*partition, b budget) []string {
 	results := make([]string, len(parts))
 	order := make([]int, len(parts))
 	for i := range order {
@@ -118,7 +134,7 @@ func runPartitions(parts []*partition, deadline time.Time) []string {
 					results[i] = ResultUnknown
 					continue
 				}
-				results[i] = checkPartition(parts[i].model.porcupineModel(), parts[i].ops, deadline)
+				results[i] = checkPartition(parts[i].model.porcupineModel(), parts[i].ops, b)
 			}
 		}()
 	}
@@ -131,9 +147,9 @@ func runPartitions(parts []*partition, deadline time.Time) []string {
 }
 
 // checkPartition maps porcupine's answer; a partition reached after the
-// deadline is unknown, never ok.
-func checkPartition(model porcupine.Model, ops []porcupine.Operation, deadline time.Time) string {
-	remaining := time.Until(deadline)
+// total deadline is unknown, never ok.
+func checkPartition(model porcupine.Model, ops []porcupine.Operation, b budget) string {
+	remaining := b.left()
 	if remaining <= 0 {
 		return ResultUnknown
 	}
@@ -152,9 +168,9 @@ func resultName(r porcupine.CheckResult) string {
 
 // explain reruns an illegal partition verbosely to name the operations
 // porcupine could not linearize and, with OutDir, to draw it.
-func explain(h *History, p *partition, v *Violation, deadline time.Time, opts LinOptions) error {
+func explain(h *History, p *partition, v *Violation, b budget, opts LinOptions) error {
 	model := p.model.porcupineModel()
-	res, info := porcupine.CheckOperationsVerbose(model, p.ops, max(time.Until(deadline), verboseTimeoutMin))
+	res, info := porcupine.CheckOperationsVerbose(model, p.ops, max(b.left(), verboseTimeoutMin))
 	if res != porcupine.Illegal {
 		v.Message += fmt.Sprintf(" (the explaining rerun ended %s)", resultName(res))
 		return nil

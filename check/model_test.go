@@ -86,11 +86,46 @@ func TestPorcupineUnknownIsUnknown(t *testing.T) {
 	for i := 0; i < 40; i++ {
 		ops = append(ops, porcupine.Operation{ClientId: i, Call: 0, Return: 100, Input: i, Output: i})
 	}
-	if got := checkPartition(slow, ops, time.Now().Add(20*time.Millisecond)); got != ResultUnknown {
-		t.Fatalf("got %s, want %s", got, ResultUnknown)
+	if got := checkPartition(slow, ops, budget{each: 20 * time.Millisecond, deadline: time.Now().Add(time.Hour)}); got != ResultUnknown {
+		t.Fatalf("per-partition bound: got %s, want %s", got, ResultUnknown)
 	}
-	if got := checkPartition(slow, ops, time.Now().Add(-time.Second)); got != ResultUnknown {
+	if got := checkPartition(slow, ops, budget{each: time.Hour, deadline: time.Now().Add(20 * time.Millisecond)}); got != ResultUnknown {
+		t.Fatalf("total bound: got %s, want %s", got, ResultUnknown)
+	}
+	if got := checkPartition(slow, ops, budget{each: time.Hour, deadline: time.Now().Add(-time.Second)}); got != ResultUnknown {
 		t.Fatalf("past the deadline: got %s, want %s", got, ResultUnknown)
+	}
+}
+
+// TestTimeoutIsPerConversation: the timeout bounds each conversation, not
+// the whole check, so a history of many conversations whose total check
+// takes longer than one timeout is still decided (before, every
+// conversation not reached when the shared deadline passed was unknown:
+// on a starved machine, 2,607 of 3,001).
+func TestTimeoutIsPerConversation(t *testing.T) {
+	h, dump := Generate(GenConfig{Seed: 1, Conversations: 400, Ops: 40000})
+	start := time.Now()
+	if _, err := Check(h, Options{Dump: dump, Checks: []string{CheckLinearizability}}); err != nil {
+		t.Fatal(err)
+	}
+	whole := time.Since(start)
+	// A per-conversation bound under the whole check's time, but far above
+	// any one conversation's (a few ms; 100 ms leaves room for a
+	// descheduled worker).
+	each := max(whole/4, 100*time.Millisecond)
+	v, err := Check(h, Options{Dump: dump, Checks: []string{CheckLinearizability}, Timeout: each})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Unknown || v.Counts.PorcupineOK != v.Counts.Conversations {
+		t.Fatalf("timeout %v per conversation (the whole check took %v): got %s, want every conversation ok", each, whole, v.Line())
+	}
+	v, err = Check(h, Options{Dump: dump, Checks: []string{CheckLinearizability}, TotalTimeout: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Pass || !v.Unknown {
+		t.Fatalf("total timeout 1ns: got %s, want unknown", v.Line())
 	}
 }
 

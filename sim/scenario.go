@@ -566,7 +566,7 @@ func (o *Outcome) Pass() bool { return o.Word == "pass" }
 type JudgeOptions struct {
 	// OutDir receives porcupine's visualizations of violations.
 	OutDir string
-	// Timeout bounds the linearizability check (0: check.DefaultTimeout).
+	// Timeout bounds porcupine's search per conversation (0: check.DefaultTimeout).
 	Timeout time.Duration
 }
 

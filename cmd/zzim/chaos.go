@@ -95,6 +95,6 @@ func chaosRunCmd() *cobra.Command {
 	f.StringVar(&out, "out", "", "directory for history.jsonl, store.jsonl, faults.jsonl, report.txt, report.json, porcupine's HTML and logs/")
 	f.Uint64Var(&seed, "seed", 0, "workload seed (default: the scenario's)")
 	f.Float64Var(&scale, "scale", chaos.ScaleDefault, "scenario time to real time")
-	f.DurationVar(&o.CheckTimeout, "timeout", check.DefaultTimeout, "bound on the linearizability check")
+	f.DurationVar(&o.CheckTimeout, "timeout", check.DefaultTimeout, "bound on porcupine's search per conversation")
 	return cmd
 }
