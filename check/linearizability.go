@@ -51,7 +51,7 @@ type LinOptions struct {
 	Timeout time.Duration   // per conversation; 0 means DefaultTimeout
 	// TotalTimeout bounds the whole check; 0 means DefaultTotalTimeout.
 	TotalTimeout time.Duration
-	OutDir  string          // where visualizations go; "" writes none
+	OutDir       string // where visualizations go; "" writes none
 }
 
 // partition is one conversation's operations and model.
