@@ -3,6 +3,7 @@ package client
 import (
 	"errors"
 	"sort"
+	"strconv"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -116,6 +117,9 @@ type Client struct {
 	// retry backs off exponentially with it, so an overloaded server is
 	// not answered by every client retrying every BackoffMin.
 	syncFailures int
+
+	instance      string // this process's id in LOGIN (drawn at the first)
+	loginAttempts uint64 // LOGINs sent
 	syncInflight int
 	syncGen      uint64 // bumped when a session ends: answers to older syncs keep no bookkeeping
 
@@ -378,6 +382,18 @@ func (c *Client) armed(k timerKind) bool { return c.timers[k].armed }
 
 // backoff is exponential from BackoffMin to BackoffMax with jitter over the
 // upper half, so clients that lost the same server do not return in step.
+// loginMessage is the next LOGIN: it names this client's process (an id
+// drawn once) and counts its attempts, so that a login of this process
+// that a paused logic handles late cannot stop its newer session (logic's
+// kick carries both; entry compares them with the session's own).
+func (c *Client) loginMessage(env Env) *wire.Login {
+	if c.instance == "" {
+		c.instance = strconv.FormatUint(env.Rand().Uint64(), 36)
+	}
+	c.loginAttempts++
+	return &wire.Login{Token: c.cfg.Token, DeviceId: c.cfg.Device, Instance: c.instance, Attempt: c.loginAttempts}
+}
+
 func (c *Client) backoff(env Env, attempt int) time.Duration {
 	d := c.cfg.BackoffMin
 	for i := 0; i < attempt && d < c.cfg.BackoffMax; i++ {

@@ -576,6 +576,32 @@ func TestHeartbeatWhileBusy(t *testing.T) {
 	}
 }
 
+// TestLoginNamesInstanceAndAttempt: every LOGIN names the client's process
+// (one id) and counts its attempts, which lets entry tell a stale login of
+// this process from a newer one.
+func TestLoginNamesInstanceAndAttempt(t *testing.T) {
+	c, e := New(tcpConfig()), newFakeEnv()
+	c.Start(e)
+	var logins []*wire.Login
+	for range 2 {
+		c.Handle(e, Connected{})
+		for _, w := range only(e.take(t), wire.OpLogin) {
+			logins = append(logins, w.msg.(*wire.Login))
+		}
+		c.Handle(e, Disconnected{Reason: "test"})
+		e.advance(c, time.Minute)
+	}
+	if len(logins) != 2 {
+		t.Fatalf("%d LOGINs, want 2", len(logins))
+	}
+	if logins[0].Instance == "" || logins[1].Instance != logins[0].Instance {
+		t.Fatalf("instances %q and %q, want one non-empty id", logins[0].Instance, logins[1].Instance)
+	}
+	if logins[0].Attempt != 1 || logins[1].Attempt != 2 {
+		t.Fatalf("attempts %d and %d, want 1 and 2", logins[0].Attempt, logins[1].Attempt)
+	}
+}
+
 func TestKickStopsReconnects(t *testing.T) {
 	c, e := startTCP(t, tcpConfig())
 	reply(t, c, e, 0, &wire.Kick{Reason: "newer login"})

@@ -56,7 +56,7 @@ func (p *poll) login(env Env) {
 		return
 	}
 	p.loggingIn = true
-	p.do(env, http.MethodPost, "/v1/login", &wire.Login{Token: p.c.cfg.Token, DeviceId: p.c.cfg.Device},
+	p.do(env, http.MethodPost, "/v1/login", p.c.loginMessage(env),
 		p.c.cfg.RequestTimeout, &httpReq{op: wire.OpLogin})
 }
 

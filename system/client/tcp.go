@@ -98,7 +98,7 @@ func (t *tcp) onConnected(env Env) {
 	}
 	t.state = connLogin
 	t.lastFrameIn = env.Now()
-	t.request(env, &tcpReq{op: wire.OpLogin}, &wire.Login{Token: t.c.cfg.Token, DeviceId: t.c.cfg.Device})
+	t.request(env, &tcpReq{op: wire.OpLogin}, t.c.loginMessage(env))
 }
 
 // onDisconnected: requests on the connection are lost; everything

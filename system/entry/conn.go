@@ -18,6 +18,8 @@ type conn struct {
 	authed     bool // a valid LOGIN token was presented
 	user       string
 	device     string
+	instance   string // Login.instance: the client process (may be empty)
+	attempt    uint64 // Login.attempt: that process's login count
 	session    uint64
 	lane       *Lane
 	loginTimer node.TimerID
@@ -136,6 +138,13 @@ func (e *Entry) onLogin(env node.Env, c *conn, f wire.Frame) {
 			return
 		}
 	}
+	if login.Instance != "" {
+		if err := wire.ValidClientMsgID(login.Instance); err != nil {
+			e.stats.BadFrames++
+			e.fail(env, c, f.ReqID, f.Op, wire.ErrorCode_BAD_REQUEST, "instance: "+err.Error())
+			return
+		}
+	}
 	if e.userConns[user] >= e.cfg.ConnsPerUserMax {
 		e.stats.UserConnsRejected++
 		e.fail(env, c, f.ReqID, f.Op, wire.ErrorCode_RATE_LIMITED,
@@ -148,6 +157,7 @@ func (e *Entry) onLogin(env node.Env, c *conn, f wire.Frame) {
 	// holding the whole token for as long as it lasts.
 	user = strings.Clone(user)
 	c.authed, c.user, c.device, c.session = true, user, login.DeviceId, e.sessionNext
+	c.instance, c.attempt = strings.Clone(login.Instance), login.Attempt
 	e.userConns[user]++
 	c.lane = NewLane(user)
 	e.forward(env, c, f)

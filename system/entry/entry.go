@@ -124,8 +124,8 @@ type Stats struct {
 	PushTimeouts        uint64
 	PushesFailed        uint64 // PushFailed messages sent
 	SlowConsumerCloses  uint64
-	Kicks               uint64 // connections closed with a KICK frame (another device logged in)
-	Replaced            uint64 // connections closed without one (the same device logged in again)
+	Kicks               uint64 // connections closed with a KICK frame (a newer login of the user)
+	Replaced            uint64 // connections closed without one (the kicking login was an older attempt of the same process)
 	IdleCloses          uint64
 	LoginDeadlineCloses uint64
 	AdmitRefused        uint64 // requests answered OVERLOADED by admission control

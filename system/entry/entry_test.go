@@ -599,20 +599,39 @@ func TestKickClosesOnlyKicked(t *testing.T) {
 	}
 }
 
-// A same-device replacement closes the connection without a KICK frame, so
-// a live client reconnects instead of stopping.
-func TestSameDeviceKickClosesWithoutKickFrame(t *testing.T) {
-	h := newHarness(t, nil)
-	h.login(1, "bob")
-	eff := h.handle(node.Recv{From: logicAt(0), Msg: &wire.KickRequest{Target: &wire.PushTarget{UserId: "bob", Conn: 1, EntryIncarnation: 1}, Reason: "replaced", SameDevice: true}})
-	if fs := framesTo(eff, 1); len(fs) != 0 {
-		t.Fatalf("got frames %v, want none", fs)
-	}
-	if got(closed(eff)) != "[1]" {
-		t.Fatalf("got closes %v, want [1]", closed(eff))
-	}
-	if s := h.e.Stats(); s.Replaced != 1 || s.Kicks != 0 || s.ConnectionsOpen != 0 {
-		t.Errorf("got replaced %d kicks %d open %d, want 1 0 0", s.Replaced, s.Kicks, s.ConnectionsOpen)
+// A kick by an older login attempt of the session's own process closes the
+// connection without a KICK frame (the client logs in again); a newer
+// attempt, another process or a kick that names none gets KICK (the client
+// stops).
+func TestStaleKickClosesWithoutKickFrame(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		instance string
+		attempt  uint64
+		wantKick bool
+	}{
+		{"older attempt of the same process", "p1", 2, false},
+		{"newer attempt of the same process", "p1", 4, true},
+		{"another process", "p2", 1, true},
+		{"a login that names no process", "", 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			h.handle(node.ClientConnect{Conn: 1})
+			h.frame(1, wire.OpLogin, 1, &wire.Login{Token: h.token("bob"), DeviceId: "phone", Instance: "p1", Attempt: 3})
+			eff := h.handle(node.Recv{From: logicAt(0), Msg: &wire.KickRequest{Target: &wire.PushTarget{UserId: "bob", Conn: 1, EntryIncarnation: 1}, Reason: "newer login", ByInstance: tc.instance, ByAttempt: tc.attempt}})
+			fs := framesTo(eff, 1)
+			if gotKick := len(fs) == 1 && fs[0].Op == wire.OpKick; gotKick != tc.wantKick || (!tc.wantKick && len(fs) != 0) {
+				t.Fatalf("got frames %v, want KICK %v", fs, tc.wantKick)
+			}
+			if got(closed(eff)) != "[1]" {
+				t.Fatalf("got closes %v, want [1]", closed(eff))
+			}
+			s := h.e.Stats()
+			if tc.wantKick && (s.Kicks != 1 || s.Replaced != 0) || !tc.wantKick && (s.Kicks != 0 || s.Replaced != 1) {
+				t.Errorf("got kicks %d replaced %d", s.Kicks, s.Replaced)
+			}
+		})
 	}
 }
 

@@ -104,9 +104,10 @@ func (e *Entry) onKick(env node.Env, m *wire.KickRequest) {
 		e.stats.StaleDropped++
 		return
 	}
-	if m.SameDevice {
-		// No KICK frame: if this connection is live, the login that replaced
-		// it was stale, and the client must reconnect rather than stop.
+	if StaleKick(m, c.instance, c.attempt) {
+		// No KICK frame: the login that replaced this session is an older
+		// attempt of the same client process, handled late. The client
+		// reconnects and logs in again, which puts presence back.
 		e.stats.Replaced++
 		e.drop(env, c, "replaced")
 		env.Close(c.id)
@@ -116,4 +117,11 @@ func (e *Entry) onKick(env node.Env, m *wire.KickRequest) {
 	e.write(env, c.id, wire.Frame{Op: wire.OpKick, Body: mustMarshal(&wire.Kick{Reason: m.Reason})})
 	e.drop(env, c, "kicked")
 	env.Close(c.id)
+}
+
+// StaleKick: the login behind kick is an older attempt of the same client
+// process than the session's own login (instance, attempt). Without an
+// instance on both sides nothing can be told, and the kick stands.
+func StaleKick(kick *wire.KickRequest, instance string, attempt uint64) bool {
+	return instance != "" && kick.GetByInstance() == instance && kick.GetByAttempt() < attempt
 }

@@ -110,6 +110,12 @@ func (h *HTTPEntry) login(env node.Env, r node.HTTPRequest) {
 		h.badRequest(env, r.Conn, "device_id: "+err.Error())
 		return
 	}
+	if login.Instance != "" {
+		if err := wire.ValidClientMsgID(login.Instance); err != nil {
+			h.badRequest(env, r.Conn, "instance: "+err.Error())
+			return
+		}
+	}
 	login.Token = token // logic sees the token that was verified
 	s := h.sessions[user]
 	if s == nil {
@@ -122,6 +128,7 @@ func (h *HTTPEntry) login(env node.Env, r node.HTTPRequest) {
 	h.vconnNext++
 	h.sessionNext++
 	s.vconn, s.device, s.id = h.vconnNext, login.DeviceId, h.sessionNext
+	s.instance, s.attempt = login.Instance, login.Attempt
 	s.lastActive, s.lastHeartbeat = env.Now(), env.Now()
 	h.stats.Logins++
 	h.forward(env, s, r.Conn, wire.OpLogin, mustMarshal(&login))

@@ -138,7 +138,7 @@ type Stats struct {
 	PushesFailed      uint64 // PushFailed messages sent
 	BufferOverflows   uint64 // messages dropped from a full buffer (to PushFailed)
 	Kicks             uint64 // sessions ended KICKED (another device logged in)
-	Replaced          uint64 // sessions ended UNAUTHENTICATED (the same device logged in again): the client logs in again
+	Replaced          uint64 // sessions ended UNAUTHENTICATED (the kicking login was an older attempt of the same process): the client logs in again
 	PlatformAccepted  uint64 // 202
 	PlatformRejected  uint64 // 400 / 401
 	PlatformFailed    uint64 // 503

@@ -71,7 +71,12 @@ func (x *harness) do(user, method, path string, query map[string]string, body st
 // login logs user in and answers LOGIN_ACK from logic; it returns the session's vconn.
 func (x *harness) login(user string) uint64 {
 	x.t.Helper()
-	conn, eff := x.do(user, "POST", "/v1/login", nil, `{"device_id":"web1"}`)
+	return x.loginBody(user, `{"device_id":"web1"}`)
+}
+
+func (x *harness) loginBody(user, body string) uint64 {
+	x.t.Helper()
+	conn, eff := x.do(user, "POST", "/v1/login", nil, body)
 	reqs := requests(eff)
 	if len(reqs) != 1 || wire.Op(reqs[0].req.Op) != wire.OpLogin {
 		x.t.Fatalf("login forwarded %v, want one LOGIN:\n%s", reqs, nodetest.Describe(eff))
@@ -513,19 +518,25 @@ func TestKickEndsSession(t *testing.T) {
 	_ = conn
 }
 
-// A same-device replacement ends the session UNAUTHENTICATED, which makes
-// the client log in again, not KICKED, which stops it.
-func TestSameDeviceKickEndsSessionUnauthenticated(t *testing.T) {
+// A kick by an older login attempt of the session's own process ends the
+// session UNAUTHENTICATED (the client logs in again), not KICKED (it stops).
+func TestStaleKickEndsSessionUnauthenticated(t *testing.T) {
 	x := newHarness(t, nil)
-	vconn := x.login("bob")
+	vconn := x.loginBody("bob", `{"device_id":"web1","instance":"p1","attempt":"3"}`)
 	conn, _ := x.do("bob", "GET", "/v1/poll", nil, "")
-	eff := x.handle(node.Recv{From: node.Addr{Role: node.RoleLogic, Slot: 0}, Msg: &wire.KickRequest{Target: &wire.PushTarget{UserId: "bob", Conn: vconn, EntryIncarnation: 1}, SameDevice: true}})
+	eff := x.handle(node.Recv{From: node.Addr{Role: node.RoleLogic, Slot: 0}, Msg: &wire.KickRequest{Target: &wire.PushTarget{UserId: "bob", Conn: vconn, EntryIncarnation: 1}, ByInstance: "p1", ByAttempt: 2}})
 	r := replyTo(t, eff, conn)
 	if r.Status != http.StatusUnauthorized || decode(t, r, &wire.Error{}).Code != wire.ErrorCode_UNAUTHENTICATED {
 		t.Fatalf("parked poll got %d %s, want 401 UNAUTHENTICATED", r.Status, r.Body)
 	}
 	if s := x.h.Stats(); s.Replaced != 1 || s.Kicks != 0 || s.SessionsOpen != 0 {
 		t.Fatalf("replaced %d kicks %d sessions %d, want 1 0 0", s.Replaced, s.Kicks, s.SessionsOpen)
+	}
+	// A newer attempt of the same process kicks.
+	vconn = x.loginBody("bob", `{"device_id":"web1","instance":"p1","attempt":"4"}`)
+	x.handle(node.Recv{From: node.Addr{Role: node.RoleLogic, Slot: 0}, Msg: &wire.KickRequest{Target: &wire.PushTarget{UserId: "bob", Conn: vconn, EntryIncarnation: 1}, ByInstance: "p1", ByAttempt: 5}})
+	if s := x.h.Stats(); s.Kicks != 1 {
+		t.Fatalf("kicks %d after a newer attempt's kick, want 1", s.Kicks)
 	}
 }
 

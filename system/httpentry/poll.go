@@ -15,6 +15,8 @@ import (
 type session struct {
 	user     string
 	device   string
+	instance string // Login.instance of the latest login (may be empty)
+	attempt  uint64 // Login.attempt of the latest login
 	vconn    uint64 // virtual connection id of the latest login, named in presence
 	id       uint64 // session_id of the latest login
 	loggedIn bool   // logic answered LOGIN_ACK
@@ -230,9 +232,10 @@ func (h *HTTPEntry) onKick(env node.Env, m *wire.KickRequest) {
 		h.stats.StaleDropped++
 		return
 	}
-	if m.SameDevice {
-		// Not KICKED, which stops the client: if the session is live the
-		// login that replaced it was stale, and the client logs in again.
+	if entry.StaleKick(m, s.instance, s.attempt) {
+		// Not KICKED, which stops the client: the login that replaced the
+		// session is an older attempt of the same client process, handled
+		// late; the client logs in again.
 		h.stats.Replaced++
 		h.endSession(env, s, wire.ErrorCode_UNAUTHENTICATED, "replaced: "+m.Reason)
 		return

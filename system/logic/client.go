@@ -108,23 +108,18 @@ func (l *Logic) onLogin(env node.Env, w waiter, req *wire.ClientRequest) {
 			return
 		}
 		if prev := previous(c.Presence); prev != nil && !sameConn(*prev, pe) {
-			// A login from the same device only replaces a connection: the
-			// device holds one at a time, so the older one is dead, or it is
-			// the live one and this login is stale (held by a paused logic
-			// past the client's login timeout). Closing it without KICK lets
-			// a live client log in again; a KICK would stop it for good
+			// The kick names this login's process and attempt: the entry
+			// holding the older session tells a stale login of the same
+			// process (held by a paused logic past the client's login
+			// timeout, while the client logged in again elsewhere) from a
+			// newer one, and only a newer one stops the client
 			// (bench-standard --swarm seed 253: 633 deliveries missing).
-			same := prev.Device == pe.Device
-			reason := "logged in elsewhere"
-			if same {
-				l.stats.Replaced++
-				reason = "replaced by a newer connection of this device"
-			} else {
-				l.stats.Kicks++
-			}
+			l.stats.Kicks++
+			var lg wire.Login
+			_ = proto.Unmarshal(req.Body, &lg) // entry parsed it; without it the kick is plain
 			env.Send(prev.Entry, &wire.KickRequest{
 				Target: &wire.PushTarget{UserId: prev.User, Conn: uint64(prev.Conn), EntryIncarnation: uint64(prev.Incarnation)},
-				Reason: reason, SameDevice: same,
+				Reason: "logged in elsewhere", ByInstance: lg.Instance, ByAttempt: lg.Attempt,
 			})
 		}
 		l.respond(env, w, &wire.LoginAck{UserId: w.user, ServerTimeMs: env.Now().UnixMilli(), SessionId: sessionID}, false)

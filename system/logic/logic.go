@@ -155,9 +155,8 @@ type Stats struct {
 	SentEvents          uint64 // MessageSent publishes
 	SentEventsSkipped   uint64 // MessageSent not published: the conversation's was recent
 	PushesLostWithEntry uint64 // pushes sent to an entry whose link then went down: offline path
-	Kicks               uint64 // older sessions of another device kicked
-	Replaced            uint64 // older sessions of the same device closed (no KICK: the client may come back)
-	Sessions            int    // FIFO sessions held now
+	Kicks               uint64
+	Sessions            int // FIFO sessions held now
 	SessionsEvicted     uint64
 }
 

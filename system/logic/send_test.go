@@ -355,22 +355,22 @@ func TestAckOnlyAfterCommit(t *testing.T) {
 	}
 }
 
-// A login from the same device replaces the device's older connection with
-// SameDevice set, so entry closes it without KICK: a stale login (one a
-// paused logic handles after the device reconnected) must not stop the
-// device's live connection for good (swarm seed 253).
-func TestSameDeviceLoginReplacesWithoutKick(t *testing.T) {
+// The kick names the replacing login's instance and attempt (from its LOGIN
+// body), so the entry holding the older session can tell a stale login of
+// the same process from a newer one (swarm seed 253).
+func TestKickNamesTheLogin(t *testing.T) {
 	w := newWorld(t, noBugs, nil)
 	live := w.entry.Client("alice", "phone")
 	stale := w.entry.Client("alice", "phone")
 	w.login(live, logic0)
-	w.login(stale, logic1) // the older connection's LOGIN, handled late
-	k := live.KickRequest()
-	if k == nil || !k.SameDevice {
-		t.Fatalf("kick of the replaced connection: got %v, want one with same_device", k)
+	req := stale.Request(logic1, &wire.Login{Token: "checked-by-entry", DeviceId: "phone", Instance: "p1", Attempt: 1})
+	w.c.Stabilize()
+	if _, ok := stale.Response(req).(*wire.LoginAck); !ok {
+		t.Fatalf("stale login: got %v, want LoginAck", stale.Response(req))
 	}
-	if s := w.logics[1].Stats(); s.Replaced != 1 || s.Kicks != 0 {
-		t.Fatalf("logic-1 replaced %d kicks %d, want 1 and 0", s.Replaced, s.Kicks)
+	k := live.KickRequest()
+	if k == nil || k.ByInstance != "p1" || k.ByAttempt != 1 {
+		t.Fatalf("kick of the older session: got %v, want by_instance p1 by_attempt 1", k)
 	}
 }
 
@@ -383,9 +383,6 @@ func TestLoginKicksOlderConnection(t *testing.T) {
 	w.login(laptop, logic1)
 	if !phone.Kicked() || laptop.Kicked() {
 		t.Fatalf("kicked: got phone=%v laptop=%v, want true false", phone.Kicked(), laptop.Kicked())
-	}
-	if phone.KickRequest().SameDevice {
-		t.Fatal("the laptop's login kicked the phone as the same device")
 	}
 	if got := w.c.Presence["alice"].Conn; got != laptop.Conn {
 		t.Fatalf("presence: got conn %d, want %d", got, laptop.Conn)

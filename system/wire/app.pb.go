@@ -102,9 +102,15 @@ func (ErrorCode) EnumDescriptor() ([]byte, []int) {
 }
 
 type Login struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"` // HMAC-SHA256 signed: see token.go
-	DeviceId      string                 `protobuf:"bytes,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Token    string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"` // HMAC-SHA256 signed: see token.go
+	DeviceId string                 `protobuf:"bytes,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// instance: a random id the client process draws once; attempt: that
+	// process's count of LOGINs, from 1. Both optional. With them a login
+	// that reaches logic late (a paused logic) cannot stop the same process's
+	// newer session: see KickRequest.
+	Instance      string `protobuf:"bytes,3,opt,name=instance,proto3" json:"instance,omitempty"`
+	Attempt       uint64 `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -151,6 +157,20 @@ func (x *Login) GetDeviceId() string {
 		return x.DeviceId
 	}
 	return ""
+}
+
+func (x *Login) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
+}
+
+func (x *Login) GetAttempt() uint64 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
 }
 
 type LoginAck struct {
@@ -1247,10 +1267,12 @@ var File_app_proto protoreflect.FileDescriptor
 
 const file_app_proto_rawDesc = "" +
 	"\n" +
-	"\tapp.proto\x12\tzzim.wire\":\n" +
+	"\tapp.proto\x12\tzzim.wire\"p\n" +
 	"\x05Login\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n" +
-	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\"h\n" +
+	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12\x1a\n" +
+	"\binstance\x18\x03 \x01(\tR\binstance\x12\x18\n" +
+	"\aattempt\x18\x04 \x01(\x04R\aattempt\"h\n" +
 	"\bLoginAck\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12$\n" +
 	"\x0eserver_time_ms\x18\x02 \x01(\x03R\fserverTimeMs\x12\x1d\n" +

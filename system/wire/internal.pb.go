@@ -554,13 +554,15 @@ type KickRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Target *PushTarget            `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
 	Reason string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	// same_device: the login that replaced the session came from the same
-	// device. A device holds one connection at a time, so the replaced one is
-	// either dead or the device's current connection replaced by a stale login
-	// (one a paused logic handled late). Entry then closes the connection
-	// without a KICK frame: a live client reconnects and logs in again, where a
-	// KICK would stop it for good.
-	SameDevice    bool `protobuf:"varint,3,opt,name=same_device,json=sameDevice,proto3" json:"same_device,omitempty"`
+	// by_instance and by_attempt: the Login.instance and Login.attempt of the
+	// login that replaced the session. When the session's own login has the
+	// same instance and a higher attempt, the replacing login is stale (an
+	// older attempt of the same process that a paused logic handled late):
+	// entry closes the connection without KICK (httpentry ends the session
+	// UNAUTHENTICATED), so the client logs in again instead of stopping.
+	// Otherwise the session is KICKed and the client stops.
+	ByInstance    string `protobuf:"bytes,3,opt,name=by_instance,json=byInstance,proto3" json:"by_instance,omitempty"`
+	ByAttempt     uint64 `protobuf:"varint,4,opt,name=by_attempt,json=byAttempt,proto3" json:"by_attempt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -609,11 +611,18 @@ func (x *KickRequest) GetReason() string {
 	return ""
 }
 
-func (x *KickRequest) GetSameDevice() bool {
+func (x *KickRequest) GetByInstance() string {
 	if x != nil {
-		return x.SameDevice
+		return x.ByInstance
 	}
-	return false
+	return ""
+}
+
+func (x *KickRequest) GetByAttempt() uint64 {
+	if x != nil {
+		return x.ByAttempt
+	}
+	return 0
 }
 
 // SessionClosed: entry → logic: a connection ended, clear presence if it is still ours.
@@ -1638,12 +1647,14 @@ const file_internal_proto_rawDesc = "" +
 	"PushFailed\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x122\n" +
 	"\bmessages\x18\x02 \x03(\v2\x16.zzim.wire.ChatMessageR\bmessages\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"u\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x94\x01\n" +
 	"\vKickRequest\x12-\n" +
 	"\x06target\x18\x01 \x01(\v2\x15.zzim.wire.PushTargetR\x06target\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1f\n" +
-	"\vsame_device\x18\x03 \x01(\bR\n" +
-	"sameDevice\"S\n" +
+	"\vby_instance\x18\x03 \x01(\tR\n" +
+	"byInstance\x12\x1d\n" +
+	"\n" +
+	"by_attempt\x18\x04 \x01(\x04R\tbyAttempt\"S\n" +
 	"\rSessionClosed\x12)\n" +
 	"\x06origin\x18\x01 \x01(\v2\x11.zzim.wire.OriginR\x06origin\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\"\xea\x01\n" +
