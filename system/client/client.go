@@ -120,8 +120,8 @@ type Client struct {
 
 	instance      string // this process's id in LOGIN (drawn at the first)
 	loginAttempts uint64 // LOGINs sent
-	syncInflight int
-	syncGen      uint64 // bumped when a session ends: answers to older syncs keep no bookkeeping
+	syncInflight  int
+	syncGen       uint64 // bumped when a session ends: answers to older syncs keep no bookkeeping
 
 	timers [timerKindCount]timerSlot
 	stats  Stats
