@@ -47,6 +47,11 @@ export class ChatClient {
     this.storage = opts.storage || null;
     this.onChange = opts.onChange || (() => {});
     this.device = opts.device;
+    // This page's id and its LOGIN count: httpentry then tells a late,
+    // older login of this page (a paused logic) from another tab's, and
+    // only another's stops this one (docs/protocol.md, KickRequest).
+    this.instance = Math.random().toString(36).slice(2, 12) || 'tab';
+    this.logins = 0;
 
     this.status = 'offline'; // offline | connecting | online | reconnecting | kicked | rejected
     this.lastError = '';
@@ -189,7 +194,10 @@ export class ChatClient {
   async login() {
     if (this.loggingIn || this.stopped) return;
     this.loggingIn = true;
-    const r = await this.request('POST', '/v1/login', { token: this.token, device_id: this.device });
+    this.logins++;
+    const r = await this.request('POST', '/v1/login', {
+      token: this.token, device_id: this.device, instance: this.instance, attempt: this.logins,
+    });
     this.loggingIn = false;
     if (this.stopped) return;
     if (r.status === 200) {
