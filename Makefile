@@ -84,7 +84,8 @@ sweep-ci: build
 	@for s in $(SCENARIOS_CI); do echo "== $$s"; $(BIN) sim sweep $$s --seeds $(SWEEP_CI_SEEDS) --jobs $(SWEEP_JOBS) || exit 1; done
 	@echo "== bench-standard --swarm"; $(BIN) sim sweep bench-standard --swarm --seeds $(SWARM_CI_SEEDS) --jobs $(SWEEP_JOBS)
 
-# The full swarm sweep issue 5 asks for (hours on 2 cores: about 15 s a seed).
+# The full swarm sweep issue 5 asks for: hours on 2 cores (about 20 CPU s a
+# seed, so about 0.1 seeds/s with --jobs 2 on the 2-core build machine).
 SWARM_SEEDS    ?= 1-1000
 SWARM_CI_SEEDS ?= 1-4
 .PHONY: swarm
