@@ -69,14 +69,15 @@ type partition struct {
 // because porcupine merges the partitions' verdicts and the report needs
 // each one.
 func Linearizability(h *History, opts LinOptions) ([]PartitionResult, []Violation, error) {
-	b := budget{each: opts.Timeout, total: opts.TotalTimeout}
+	b := budget{each: opts.Timeout}
 	if b.each <= 0 {
 		b.each = DefaultTimeout
 	}
-	if b.total <= 0 {
-		b.total = DefaultTotalTimeout
+	total := opts.TotalTimeout
+	if total <= 0 {
+		total = DefaultTotalTimeout
 	}
-	b.deadline = time.Now().Add(b.total)
+	b.deadline = time.Now().Add(total)
 	parts := buildPartitions(h, opts.Dump)
 	results := runPartitions(parts, b)
 	out := make([]PartitionResult, len(parts))
@@ -108,8 +109,8 @@ func Linearizability(h *History, opts LinOptions) ([]PartitionResult, []Violatio
 // budget is the time porcupine may take: each per partition, and all of
 // them until deadline.
 type budget struct {
-	each, total time.Duration
-	deadline    time.Time
+	each     time.Duration
+	deadline time.Time
 }
 
 // left is what one partition's search may take now.
