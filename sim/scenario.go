@@ -472,7 +472,7 @@ var ExercisedCounters = []struct{ Name, Meaning string }{
 	{"unknown_resolved_by_dedup", "unknown append outcomes a resend resolved as Duplicate"},
 	{"redeliveries_handled", "queue redeliveries extlogic acknowledged"},
 	{"pushes_to_offline", "pushes that took the offline path (PushFailed, offline publish)"},
-	{"overloaded_rejections", "requests clients saw refused OVERLOADED, plus extlogic deliveries nakked when full"},
+	{"overloaded_rejections", "requests refused OVERLOADED (sends in the history, syncs and lists the clients counted, and the services' own refusals), plus extlogic deliveries nakked when full"},
 	{"clock_skewed_nodes", "clock-skew fault windows that ran"},
 	{"das_retries", "das requests retried (logic after an unknown outcome, extlogic store retries)"},
 	{"gap_fills", "messages clients lacked and got by sync"},
@@ -529,7 +529,7 @@ func (p *Plan) Counters(r *Result) map[string]uint64 {
 		// Refusals the clients resent past are not in the history (it records
 		// the final ack), so the services' own counts are added.
 		"overloaded_rejections": overloaded + st["extlogic.Overloaded"] + st["entry.AdmitRefused"] +
-			st["entry.Overloaded"] + st["das.RejectedTotal"],
+			st["entry.Overloaded"] + st["das.RejectedTotal"] + st["client.Refused"],
 		"clock_skewed_nodes":   skewed,
 		"storm_reconnects":     sm["storm_reconnects"],
 		"das_retries":          st["logic.Retries"] + st["extlogic.StoreRetries"],

@@ -21,6 +21,7 @@ const (
 	actBroadcast                     // a platform broadcast
 	actRetry                         // retry platform request b
 	actBroadcastAt                   // the platform broadcast at BroadcastAt[b]
+	actFinal                         // client target does its final sync
 )
 
 // platformRetryMax bounds the retries of one platform API call; past it
@@ -269,6 +270,8 @@ func (w *workload) act(e *event) {
 			return
 		}
 		w.broadcast()
+	case actFinal:
+		w.finalSync(s.clients[e.target])
 	case actRetry:
 		if call := w.platform[e.b]; call != nil {
 			delete(w.platform, e.b)
@@ -404,19 +407,47 @@ func (w *workload) quiet() {
 }
 
 // final asks every client to sync every conversation it takes part in.
+//
+// The clients start their final syncs spread over finalSpreadFor. All at
+// one instant, broadcast-100k's 100,000 clients asked for 400,000 syncs at
+// once; logic refused most of them OVERLOADED and the retries were over
+// half the run's events (a harness artefact: apps do not act in lockstep;
+// login-storm is the scenario for a herd).
 func (w *workload) final() {
 	s := w.s
+	active := 0
+	for _, c := range s.clients {
+		if !c.inactive {
+			active++
+		}
+	}
+	spread := int64(finalSpreadFor(active, s.cfg.Quiet-s.cfg.Settle))
 	for _, c := range s.clients {
 		if c.inactive {
 			continue
 		}
-		for _, conv := range c.convs {
-			_ = c.drv.Sync(c.env, conv)
-		}
-		if w.notices {
-			_ = c.drv.Sync(c.env, wire.SystemConvID(c.user))
-			_ = c.drv.Sync(c.env, wire.BroadcastConvID)
-		}
+		s.schedule(s.now+s.wl.Int64N(spread+1), event{kind: evWorkload, a: actFinal, target: c.idx})
+	}
+}
+
+// finalSpreadFor spreads n clients' final syncs at startRate clients per
+// second, over at most a third of what is left of the quiet period
+// (left), so the syncs and their retries end before the run does.
+func finalSpreadFor(n int, left time.Duration) time.Duration {
+	return min(time.Duration(n)*time.Second/startRate, left/3)
+}
+
+// finalSync: client c syncs every conversation it takes part in.
+func (w *workload) finalSync(c *simClient) {
+	if c.inactive {
+		return
+	}
+	for _, conv := range c.convs {
+		_ = c.drv.Sync(c.env, conv)
+	}
+	if w.notices {
+		_ = c.drv.Sync(c.env, wire.SystemConvID(c.user))
+		_ = c.drv.Sync(c.env, wire.BroadcastConvID)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -82,6 +83,7 @@ func simRunCmd() *cobra.Command {
 		out     string
 		asJSON  bool
 		timeout time.Duration
+		cpuProf string
 	)
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO|FILE",
@@ -112,6 +114,13 @@ Exit status: 0 pass, 1 fail, 2 usage or setup error. --seed N replays a run.`,
 				if err := os.MkdirAll(out, 0o755); err != nil {
 					return usageErr("--out: %w", err)
 				}
+			}
+			if cpuProf != "" {
+				stop, err := startCPUProfile(cpuProf)
+				if err != nil {
+					return usageErr("--cpuprofile: %w", err)
+				}
+				defer stop()
 			}
 			res, err := plan.Run()
 			if err != nil {
@@ -149,7 +158,24 @@ Exit status: 0 pass, 1 fail, 2 usage or setup error. --seed N replays a run.`,
 	f.BoolVar(&asJSON, "json", false, "print the summary as one JSON object (the verdict line still ends the output)")
 	f.BoolVarP(&pf.verbose, "verbose", "v", false, "log every service's output to stderr")
 	f.DurationVar(&timeout, "timeout", check.DefaultTimeout, "bound on porcupine's search per conversation (one not decided in time is unknown, which fails the run)")
+	f.StringVar(&cpuProf, "cpuprofile", "", "write a CPU profile of the run and its checks to this file (go tool pprof reads it)")
 	return cmd
+}
+
+// startCPUProfile profiles the process into path until the returned stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // finalLine is the last line of a run.

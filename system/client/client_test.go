@@ -444,25 +444,46 @@ func TestPeriodicSync(t *testing.T) {
 	}
 }
 
-// TestPeriodicListFailure: a refused conversation list makes the period
-// sync every known conversation instead.
+// TestPeriodicListFailure: a conversation list that fails makes the period
+// sync every known conversation instead, unless it was refused for load
+// (OVERLOADED, RATE_LIMITED): then the next period asks again, and the
+// refusal is counted.
 func TestPeriodicListFailure(t *testing.T) {
-	cfg := tcpConfig()
-	cfg.SyncIntervalMax = 10 * time.Second
-	c, e := startTCP(t, cfg)
-	reply(t, c, e, 0, &wire.Push{PushId: 1, Messages: []*wire.ChatMessage{peerMsg(1)}})
-	e.take(t)
-	e.advance(c, cfg.SyncIntervalMax)
-	ws := e.take(t)
-	lists := only(ws, wire.OpConvList)
-	if len(lists) != 1 {
-		t.Fatalf("periodic tick wrote %v, want one CONV_LIST", opNames(ws))
-	}
-	reply(t, c, e, lists[0].reqID, &wire.Error{Op: uint32(wire.OpConvList), Code: wire.ErrorCode_OVERLOADED})
-	ws = e.take(t)
-	syncs := only(ws, wire.OpSync)
-	if len(syncs) != 1 || syncs[0].msg.(*wire.Sync).ConvId != testConv || syncs[0].msg.(*wire.Sync).AfterSeq != 1 {
-		t.Fatalf("after a refused list wrote %v, want a SYNC of %s after 1", opNames(ws), testConv)
+	for _, tc := range []struct {
+		code     wire.ErrorCode
+		wantSync bool
+	}{
+		{wire.ErrorCode_UNAVAILABLE, true},
+		{wire.ErrorCode_INTERNAL, true},
+		{wire.ErrorCode_OVERLOADED, false},
+		{wire.ErrorCode_RATE_LIMITED, false},
+	} {
+		t.Run(tc.code.String(), func(t *testing.T) {
+			cfg := tcpConfig()
+			cfg.SyncIntervalMax = 10 * time.Second
+			c, e := startTCP(t, cfg)
+			reply(t, c, e, 0, &wire.Push{PushId: 1, Messages: []*wire.ChatMessage{peerMsg(1)}})
+			e.take(t)
+			e.advance(c, cfg.SyncIntervalMax)
+			ws := e.take(t)
+			lists := only(ws, wire.OpConvList)
+			if len(lists) != 1 {
+				t.Fatalf("periodic tick wrote %v, want one CONV_LIST", opNames(ws))
+			}
+			reply(t, c, e, lists[0].reqID, &wire.Error{Op: uint32(wire.OpConvList), Code: tc.code})
+			ws = e.take(t)
+			syncs := only(ws, wire.OpSync)
+			if !tc.wantSync {
+				if len(syncs) != 0 || c.Stats().Refused != 1 {
+					t.Fatalf("after a list refused %v wrote %v (refused %d), want nothing and one refusal counted",
+						tc.code, opNames(ws), c.Stats().Refused)
+				}
+				return
+			}
+			if len(syncs) != 1 || syncs[0].msg.(*wire.Sync).ConvId != testConv || syncs[0].msg.(*wire.Sync).AfterSeq != 1 {
+				t.Fatalf("after a list failed %v wrote %v, want a SYNC of %s after 1", tc.code, opNames(ws), testConv)
+			}
+		})
 	}
 }
 

@@ -291,8 +291,10 @@ func (c *Client) onSyncResp(env Env, sc syncCall, resp *wire.SyncResp) {
 	c.drainSyncs(env)
 }
 
-// onSyncFailed: the sync got an error or no answer; retry after a backoff.
-func (c *Client) onSyncFailed(env Env, sc syncCall) {
+// onSyncFailed: the sync got error code (unspecified: no answer in time);
+// retry after a backoff.
+func (c *Client) onSyncFailed(env Env, sc syncCall, code wire.ErrorCode) {
+	c.refused(code)
 	cv := c.convs[sc.conv]
 	if cv == nil || sc.gen != c.syncGen || !cv.syncing {
 		return

@@ -176,7 +176,7 @@ func (p *poll) handle(env Env, ev Event) {
 		if p.ok(env, resp, &m) {
 			p.c.onConvList(env, r.call, &m)
 		} else {
-			p.c.onConvListFailed(env)
+			p.c.onConvListFailed(env, failedCode(resp))
 		}
 	case wire.OpRead:
 		var m wire.ReadAck
@@ -293,7 +293,16 @@ func (p *poll) onSync(env Env, r *httpReq, resp HTTPResponse) {
 		p.c.onSyncResp(env, r.sync, &m)
 		return
 	}
-	p.c.onSyncFailed(env, r.sync)
+	p.c.onSyncFailed(env, r.sync, failedCode(resp))
+}
+
+// failedCode is the error code of a response that was not a success
+// (unspecified when there was no answer).
+func failedCode(resp HTTPResponse) wire.ErrorCode {
+	if resp.Status < http.StatusBadRequest {
+		return wire.ErrorCode_ERROR_CODE_UNSPECIFIED
+	}
+	return errorCode(resp)
 }
 
 // errorCode reads the wire.Error body of an HTTP error, falling back to the

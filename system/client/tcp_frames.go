@@ -108,9 +108,9 @@ func (t *tcp) onError(env Env, req *tcpReq, e *wire.Error) {
 			t.c.onSendError(env, e.Cseq, e.Code, 0)
 		}
 	case op == wire.OpSync && req != nil:
-		t.c.onSyncFailed(env, req.sync)
+		t.c.onSyncFailed(env, req.sync, e.Code)
 	case op == wire.OpConvList && req != nil:
-		t.c.onConvListFailed(env)
+		t.c.onConvListFailed(env, e.Code)
 	default:
 		env.Log().Debug("client: request failed", "user", t.c.cfg.User, "op", op, "code", e.Code)
 	}
@@ -159,9 +159,9 @@ func (t *tcp) onRequestDeadline(env Env) {
 				t.c.goBackN(env)
 			}
 		case wire.OpSync:
-			t.c.onSyncFailed(env, r.sync)
+			t.c.onSyncFailed(env, r.sync, wire.ErrorCode_ERROR_CODE_UNSPECIFIED)
 		case wire.OpConvList:
-			t.c.onConvListFailed(env)
+			t.c.onConvListFailed(env, wire.ErrorCode_ERROR_CODE_UNSPECIFIED)
 		case wire.OpLogin:
 			t.hangup(env)
 		}
