@@ -71,7 +71,7 @@ type partition struct {
 func Linearizability(h *History, opts LinOptions) ([]PartitionResult, []Violation, error) {
 	b := budget{each: opts.Timeout}
 	if b.each <= 0 {
-		b.each = DefaultTimeout
+		b.each, b.perOp = DefaultTimeout, DefaultTimeoutPerOp
 	}
 	total := opts.TotalTimeout
 	if total <= 0 {
@@ -110,11 +110,14 @@ func Linearizability(h *History, opts LinOptions) ([]PartitionResult, []Violatio
 // them until deadline.
 type budget struct {
 	each     time.Duration
+	perOp    time.Duration // if more, each is raised to this per operation
 	deadline time.Time
 }
 
-// left is what one partition's search may take now.
-func (b budget) left() time.Duration { return min(b.each, time.Until(b.deadline)) }
+// left is what the search of a partition of n operations may take now.
+func (b budget) left(n int) time.Duration {
+	return min(max(b.each, time.Duration(n)*b.perOp), time.Until(b.deadline))
+}
 
 // runPartitions checks every partition, largest first, on GOMAXPROCS workers.
 func runPartitions(parts []*partition, b budget) []string {
@@ -150,7 +153,7 @@ func runPartitions(parts []*partition, b budget) []string {
 // checkPartition maps porcupine's answer; a partition reached after the
 // total deadline is unknown, never ok.
 func checkPartition(model porcupine.Model, ops []porcupine.Operation, b budget) string {
-	remaining := b.left()
+	remaining := b.left(len(ops))
 	if remaining <= 0 {
 		return ResultUnknown
 	}
@@ -171,7 +174,7 @@ func resultName(r porcupine.CheckResult) string {
 // porcupine could not linearize and, with OutDir, to draw it.
 func explain(h *History, p *partition, v *Violation, b budget, opts LinOptions) error {
 	model := p.model.porcupineModel()
-	res, info := porcupine.CheckOperationsVerbose(model, p.ops, max(b.left(), verboseTimeoutMin))
+	res, info := porcupine.CheckOperationsVerbose(model, p.ops, max(b.left(len(p.ops)), verboseTimeoutMin))
 	if res != porcupine.Illegal {
 		v.Message += fmt.Sprintf(" (the explaining rerun ended %s)", resultName(res))
 		return nil

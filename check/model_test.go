@@ -129,6 +129,29 @@ func TestTimeoutIsPerConversation(t *testing.T) {
 	}
 }
 
+// TestDefaultTimeoutScalesWithSize: without an explicit Timeout, a large
+// conversation's bound is raised to DefaultTimeoutPerOp per operation (a
+// search that is linear in its size must not turn unknown on a busy
+// machine); an explicit Timeout is exact; the total deadline caps both.
+func TestDefaultTimeoutScalesWithSize(t *testing.T) {
+	far := time.Now().Add(time.Hour)
+	def := budget{each: DefaultTimeout, perOp: DefaultTimeoutPerOp, deadline: far}
+	if got := def.left(1000); got != DefaultTimeout {
+		t.Fatalf("default bound for 1,000 ops: %v, want %v", got, DefaultTimeout)
+	}
+	if got, want := def.left(2_600_000), 2_600_000*DefaultTimeoutPerOp; got != want || got <= DefaultTimeout {
+		t.Fatalf("default bound for 2.6M ops: %v, want %v (> %v)", got, want, DefaultTimeout)
+	}
+	explicit := budget{each: time.Second, deadline: far}
+	if got := explicit.left(2_600_000); got != time.Second {
+		t.Fatalf("explicit 1s bound for 2.6M ops: %v, want 1s", got)
+	}
+	soon := budget{each: DefaultTimeout, perOp: DefaultTimeoutPerOp, deadline: time.Now().Add(time.Second)}
+	if got := soon.left(2_600_000); got > time.Second {
+		t.Fatalf("bound %v past a deadline 1s away", got)
+	}
+}
+
 func TestCheckTimeoutIsNotPass(t *testing.T) {
 	h, dump := Generate(GenConfig{Seed: 1, Conversations: 5, Ops: 300})
 	v, err := Check(h, Options{Dump: dump, Timeout: time.Nanosecond})

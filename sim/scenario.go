@@ -566,7 +566,7 @@ func (o *Outcome) Pass() bool { return o.Word == "pass" }
 type JudgeOptions struct {
 	// OutDir receives porcupine's visualizations of violations.
 	OutDir string
-	// Timeout bounds porcupine's search per conversation (0: check.DefaultTimeout).
+	// Timeout bounds porcupine's search per conversation (0: check.DefaultTimeout, raised by check.DefaultTimeoutPerOp for a large conversation).
 	Timeout time.Duration
 }
 

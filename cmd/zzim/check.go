@@ -66,7 +66,7 @@ Exit status: 0 pass, 1 violation or unknown (porcupine timed out), 2 usage or I/
 	f.StringVar(&storePath, "store", "", "the store's final contents (JSON lines of store messages) to check against")
 	f.StringVar(&checks, "checks", "structural,linearizability", "checks to run, comma-separated")
 	f.StringVar(&out, "out", "", "directory for porcupine's HTML visualizations of violations")
-	f.DurationVar(&timeout, "timeout", check.DefaultTimeout, "bound on porcupine's search per conversation; one not decided in time is reported unknown")
+	f.DurationVar(&timeout, "timeout", 0, "bound on porcupine's search per conversation; one not decided in time is reported unknown (default 10s, or 20µs per operation where that is more)")
 	f.StringVar(&faultsPath, "faults", "", "fault windows (JSON lines of {start,end,what}) to annotate and to time liveness from")
 	f.DurationVar(&liveness, "liveness", 0, "liveness bound after the last fault window (0: liveness not checked)")
 	return cmd

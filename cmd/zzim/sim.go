@@ -157,7 +157,7 @@ Exit status: 0 pass, 1 fail, 2 usage or setup error. --seed N replays a run.`,
 	f.StringVar(&out, "out", "", "directory for history.jsonl, store.jsonl, faults.jsonl, trace, scenario.yaml and, on failure, report.txt and porcupine's HTML")
 	f.BoolVar(&asJSON, "json", false, "print the summary as one JSON object (the verdict line still ends the output)")
 	f.BoolVarP(&pf.verbose, "verbose", "v", false, "log every service's output to stderr")
-	f.DurationVar(&timeout, "timeout", check.DefaultTimeout, "bound on porcupine's search per conversation (one not decided in time is unknown, which fails the run)")
+	f.DurationVar(&timeout, "timeout", 0, "bound on porcupine's search per conversation (one not decided in time is unknown, which fails the run); default 10s, or 20µs per operation where that is more")
 	f.StringVar(&cpuProf, "cpuprofile", "", "write a CPU profile of the run and its checks to this file (go tool pprof reads it)")
 	return cmd
 }
