@@ -216,7 +216,9 @@ func TestOverloadIsGraceful(t *testing.T) {
 		t.Errorf("no OVERLOADED answer at 3x the das tier's capacity: admission control did nothing")
 	}
 	if failovers != 0 {
-		t.Errorf("got %g failovers and resends with nothing failed, want 0: overload was read as death", failovers)
+		t.Errorf("got %g failovers and resends with nothing failed (entry failovers %g, entry resends %g, logic das failovers %g, logic unknown outcomes %g), want 0: overload was read as death",
+			failovers, rig.metricSum(t, "zzim_entry_failovers"), rig.metricSum(t, "zzim_entry_resends"),
+			rig.metricSum(t, "zzim_logic_failovers"), rig.metricSum(t, "zzim_logic_unknown"))
 	}
 	if p99 > 2*time.Second {
 		t.Errorf("accepted send-to-deliver p99: got %s, want under the 2s logic timeout", p99)

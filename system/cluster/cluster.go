@@ -196,6 +196,11 @@ func (c *Config) NewNode(a node.Addr) func() node.Node {
 	case node.RoleLogic:
 		lc := logic.Config{Topology: topo, Bugs: c.Bugs, Businesses: c.LogicBusinesses[a.Slot], DasTimeout: c.DasTimeout,
 			SendRatePerSecond: c.SendRatePerSecond, SendBurst: c.SendBurst}
+		if c.LogicTimeout > 0 {
+			// Logic answers within three quarters of what entry waits, so a
+			// slow das is answered TIMEOUT before entry reads logic as dead.
+			lc.AnswerWithin = c.LogicTimeout * 3 / 4
+		}
 		return func() node.Node { return logic.New(lc) }
 	case node.RoleExtLogic:
 		xc := extlogic.Config{Topology: topo, Notifier: c.Notifier, StoreTimeout: c.StoreTimeout}

@@ -24,7 +24,7 @@ func businessOf(op wire.Op) Business {
 }
 
 func (l *Logic) onClientRequest(env node.Env, req *wire.ClientRequest) {
-	w := waiter{origin: req.Origin, user: req.UserId, reqID: req.ReqId}
+	w := waiter{origin: req.Origin, user: req.UserId, reqID: req.ReqId, deadline: env.Now().Add(l.cfg.AnswerWithin)}
 	op := wire.Op(req.Op)
 	b := businessOf(op)
 	if b == "" {
@@ -200,8 +200,13 @@ func (l *Logic) read(env node.Env, w waiter, op wire.Op, key string, tmpl *wire.
 			l.respondError(env, w, op, wire.ErrorCode_UNAVAILABLE, "logic: no das configured")
 			return
 		}
+		left := w.deadline.Sub(env.Now())
+		if attempts > 0 && left < attemptMin {
+			l.respondError(env, w, op, wire.ErrorCode_TIMEOUT, fmt.Sprintf("logic: no answer within %s (%d attempts)", l.cfg.AnswerWithin, attempts))
+			return
+		}
 		attempts++
-		l.callDas(env, slot, tmpl, func(env node.Env, r *wire.StoreReply) {
+		l.callDas(env, slot, tmpl, l.attemptTimeout(left), func(env node.Env, r *wire.StoreReply) {
 			switch {
 			case r != nil && r.Outcome == wire.Outcome_OUTCOME_OK:
 				if b := body(r); b != nil && b.ProtoReflect().IsValid() {

@@ -2,6 +2,7 @@ package logic
 
 import (
 	"slices"
+	"time"
 
 	"github.com/zzim/zzim/system/node"
 	"github.com/zzim/zzim/system/route"
@@ -14,7 +15,11 @@ import (
 type dasCall struct {
 	slot  int
 	timer node.TimerID
-	then  func(env node.Env, reply *wire.StoreReply)
+	// cut: the attempt's timer was shorter than DasTimeout (the client
+	// request's budget was nearly spent), so its expiry says nothing about
+	// the das's health and does not mark it dead.
+	cut  bool
+	then func(env node.Env, reply *wire.StoreReply)
 }
 
 // room reports whether a new das request may start: the calls in flight
@@ -36,9 +41,16 @@ func (l *Logic) pickDas(key string) (int, bool) {
 	return route.Home(key, len(alive)), true
 }
 
+// attemptTimeout is one das attempt's timer when left remains of the
+// client request's budget: DasTimeout, cut to left (never below attemptMin,
+// which callers check before a retry; a first attempt always gets that much).
+func (l *Logic) attemptTimeout(left time.Duration) time.Duration {
+	return min(l.cfg.DasTimeout, max(left, attemptMin))
+}
+
 // callDas sends a copy of tmpl (business and op) to das slot under a fresh
-// req_id. The caller has checked room.
-func (l *Logic) callDas(env node.Env, slot int, tmpl *wire.StoreRequest, then func(node.Env, *wire.StoreReply)) {
+// req_id, with an attempt timer of timeout. The caller has checked room.
+func (l *Logic) callDas(env node.Env, slot int, tmpl *wire.StoreRequest, timeout time.Duration, then func(node.Env, *wire.StoreReply)) {
 	l.nextCall++
 	id := l.nextCall
 	// A fresh envelope per attempt: a sent message must never change (the
@@ -54,7 +66,7 @@ func (l *Logic) callDas(env node.Env, slot int, tmpl *wire.StoreRequest, then fu
 		ConvList:          tmpl.ConvList,
 		TouchContact:      tmpl.TouchContact,
 	}
-	l.calls[id] = &dasCall{slot: slot, then: then, timer: env.After(l.cfg.DasTimeout, dasTimeoutTag{id: id})}
+	l.calls[id] = &dasCall{slot: slot, then: then, cut: timeout < l.cfg.DasTimeout, timer: env.After(timeout, dasTimeoutTag{id: id})}
 	env.Send(node.Addr{Role: node.RoleDas, Slot: slot}, req)
 }
 
@@ -80,7 +92,9 @@ func (l *Logic) onDasTimeout(env node.Env, id uint64) {
 		return
 	}
 	delete(l.calls, id)
-	l.member.Views.MarkDead(node.Addr{Role: node.RoleDas, Slot: c.slot})
+	if !c.cut {
+		l.member.Views.MarkDead(node.Addr{Role: node.RoleDas, Slot: c.slot})
+	}
 	c.then(env, nil)
 }
 

@@ -81,7 +81,17 @@ const (
 	// held behind its session's earlier ones must be answered (OUT_OF_ORDER,
 	// the client resends) before entry's attempt timer reads the wait as a
 	// dead logic and fails the session over, which multiplies the load.
-	HoldTimeoutDefault    = time.Second
+	HoldTimeoutDefault = time.Second
+	// AnswerWithinDefault is how long logic may take to answer a client
+	// request, from its arrival: well under entry's logicTimeout (2s), so a
+	// slow das tier (a held send's wait, then its append; retries after
+	// unknown outcomes) is answered TIMEOUT or OVERLOADED by logic before
+	// entry's attempt timer reads the wait as a dead logic and fails the
+	// session over (promise 9: overload is never read as death).
+	AnswerWithinDefault = 1500 * time.Millisecond
+	// attemptMin: a das attempt is not started with less of the request's
+	// budget left than this; it could only end in an unknown outcome.
+	attemptMin            = 150 * time.Millisecond
 	AppendRetryMaxDefault = 8
 	SessionsMaxDefault    = 100000
 	HeldMaxDefault        = 64
@@ -116,8 +126,12 @@ type Config struct {
 	// Businesses this process serves; empty means all.
 	Businesses []Business
 
-	DasTimeout     time.Duration // one das attempt; 0 means DasTimeoutDefault
-	HoldTimeout    time.Duration // a held send; 0 means HoldTimeoutDefault
+	DasTimeout  time.Duration // one das attempt; 0 means DasTimeoutDefault
+	HoldTimeout time.Duration // a held send; 0 means HoldTimeoutDefault
+	// AnswerWithin bounds a client request's time in logic (every das
+	// attempt's timer is cut to what is left of it); 0 means
+	// AnswerWithinDefault. Keep it under the callers' logicTimeout.
+	AnswerWithin   time.Duration
 	AppendRetryMax int           // attempts of one append; 0 means AppendRetryMaxDefault
 	SessionsMax    int           // FIFO sessions kept; 0 means SessionsMaxDefault
 	HeldMax        int           // held sends per session; 0 means HeldMaxDefault
@@ -197,6 +211,7 @@ func New(cfg Config) *Logic {
 	}
 	def(&cfg.DasTimeout, DasTimeoutDefault)
 	def(&cfg.HoldTimeout, HoldTimeoutDefault)
+	def(&cfg.AnswerWithin, AnswerWithinDefault)
 	def(&cfg.PresenceTTL, PresenceTTLDefault)
 	defInt(&cfg.AppendRetryMax, AppendRetryMaxDefault)
 	defInt(&cfg.SessionsMax, SessionsMaxDefault)

@@ -24,6 +24,9 @@ type waiter struct {
 	origin *wire.Origin
 	user   string
 	reqID  uint32
+	// deadline: the request must be answered by then (arrival plus
+	// AnswerWithin, on this node's clock).
+	deadline time.Time
 }
 
 // sendOp is one message on its way to the store.
@@ -39,6 +42,7 @@ type sendOp struct {
 	attempts  int
 	lastSlot  int
 	holdTimer node.TimerID
+	deadline  time.Time // the latest of its waiters' deadlines
 }
 
 func (op *sendOp) addWaiter(w waiter) {
@@ -46,6 +50,9 @@ func (op *sendOp) addWaiter(w waiter) {
 		op.waiters = op.waiters[1:] // the oldest request's connection is the likeliest gone
 	}
 	op.waiters = append(op.waiters, w)
+	if w.deadline.After(op.deadline) {
+		op.deadline = w.deadline // a resend: its client waits anew
+	}
 }
 
 // onSend validates a SEND and hands it to the FIFO rules.
@@ -88,11 +95,12 @@ func (l *Logic) onSend(env node.Env, w waiter, req *wire.ClientRequest, m *wire.
 	}
 	l.stats.Sends++
 	op := &sendOp{
-		sess:    s,
-		convID:  m.ConvId,
-		peer:    peer,
-		cseq:    m.Cseq,
-		waiters: []waiter{w},
+		sess:     s,
+		convID:   m.ConvId,
+		peer:     peer,
+		cseq:     m.Cseq,
+		waiters:  []waiter{w},
+		deadline: w.deadline,
 		item: &wire.AppendItem{
 			ConvId: m.ConvId, SenderId: req.UserId, ClientMsgId: m.ClientMsgId, Cseq: m.Cseq,
 			Body: m.Body, CreatedAtMs: env.Now().UnixMilli(), PeerId: peer, ListingId: conv.Listing,
@@ -119,6 +127,17 @@ func (l *Logic) attempt(env node.Env, op *sendOp) {
 		l.finishRejected(env, op, wire.ErrorCode_UNAVAILABLE, "send: no das configured")
 		return
 	}
+	left := op.deadline.Sub(env.Now())
+	if left < attemptMin {
+		if op.attempts == 0 {
+			// Nothing was sent: a definite rejection.
+			l.finishRejected(env, op, wire.ErrorCode_OVERLOADED,
+				fmt.Sprintf("send: waited past %s behind this session's earlier sends; resend", l.cfg.AnswerWithin))
+		} else {
+			l.finishRejected(env, op, wire.ErrorCode_TIMEOUT, l.unknownText(op))
+		}
+		return
+	}
 	if op.attempts > 0 {
 		l.stats.Retries++
 		if slot != op.lastSlot {
@@ -129,7 +148,7 @@ func (l *Logic) attempt(env node.Env, op *sendOp) {
 	op.lastSlot = slot
 	op.state = stateAppending
 	tmpl := &wire.StoreRequest{Business: wire.Business_BUSINESS_MESSAGE, Append: op.item}
-	l.callDas(env, slot, tmpl, func(env node.Env, r *wire.StoreReply) { l.onAppendReply(env, op, r) })
+	l.callDas(env, slot, tmpl, l.attemptTimeout(left), func(env node.Env, r *wire.StoreReply) { l.onAppendReply(env, op, r) })
 }
 
 func (l *Logic) onAppendReply(env node.Env, op *sendOp, r *wire.StoreReply) {
@@ -150,13 +169,23 @@ func (l *Logic) onAppendReply(env node.Env, op *sendOp, r *wire.StoreReply) {
 func (l *Logic) onAppendUnknown(env node.Env, op *sendOp) {
 	l.stats.Unknown++
 	if op.attempts >= l.cfg.AppendRetryMax {
-		l.finishRejected(env, op, wire.ErrorCode_TIMEOUT,
-			fmt.Sprintf("send: outcome unknown after %d attempts; resend (sends are idempotent)", op.attempts))
+		l.finishRejected(env, op, wire.ErrorCode_TIMEOUT, l.unknownText(op))
+		return
+	}
+	d := l.backoff(env, op.attempts)
+	if op.deadline.Sub(env.Now())-d < attemptMin {
+		// No retry fits in the request's budget: answer now rather than
+		// after the backoff; the client's resend retries it (dedup).
+		l.finishRejected(env, op, wire.ErrorCode_TIMEOUT, l.unknownText(op))
 		return
 	}
 	op.state = stateBackoff
 	l.reserved++ // keeps this send's call slot through the backoff
-	env.After(l.backoff(env, op.attempts), retryTag{op: op})
+	env.After(d, retryTag{op: op})
+}
+
+func (l *Logic) unknownText(op *sendOp) string {
+	return fmt.Sprintf("send: outcome unknown after %d attempts; resend (sends are idempotent)", op.attempts)
 }
 
 // backoff is retryBackoffBase<<(attempts-1), capped at retryBackoffMax,

@@ -115,7 +115,7 @@ func TestDasFailover(t *testing.T) {
 			r1 := send(alice, logic0, 1, 1)
 			w.c.Deliver(nodetest.To[*wire.ClientRequest](logic0))
 			tc.fault(w)
-			w.c.Advance(700 * time.Millisecond) // the retry's backoff
+			w.c.Advance(20 * time.Millisecond) // the retry's backoff (at most retryBackoffBase)
 			w.c.Stabilize()
 			w.sendAcksAgree(alice, r1, 1)
 			if got := w.stored(); got != "1:m1" {
@@ -430,5 +430,46 @@ func TestPushesLostWithEntryGoOffline(t *testing.T) {
 	wantPublished(t, w, mq.OfflinePrefix+"bob", fmt.Sprintf("off:%s:1:bob", conv), 1)
 	if got := w.logics[0].Stats().PushesLostWithEntry; got != 1 {
 		t.Fatalf("PushesLostWithEntry: got %d, want 1", got)
+	}
+}
+
+// A das that never answers must not keep a client request in logic past
+// AnswerWithin: the retry after the first attempt's timeout gets only what
+// is left of the request's budget, and logic answers TIMEOUT (a send's
+// outcome is unknown: the client resends) before entry's attempt timer
+// (logicTimeout, 2s) would read the wait as a dead logic and fail over.
+func TestSlowDasAnsweredWithinBudget(t *testing.T) {
+	blackHole := func(w *world, match func(*nodetest.Envelope) bool) {
+		for w.c.Drop(match) != nil {
+		}
+	}
+	isSync := func(e *nodetest.Envelope) bool {
+		r, ok := e.Msg.(*wire.StoreRequest)
+		return ok && r.Sync != nil
+	}
+	for _, tc := range []struct {
+		name    string
+		request func(w *world, fc *nodetest.FakeClient) uint32
+		match   func(*nodetest.Envelope) bool
+	}{
+		{"send", func(w *world, fc *nodetest.FakeClient) uint32 { return send(fc, logic0, 1, 1) }, appendOf(1)},
+		{"sync", func(w *world, fc *nodetest.FakeClient) uint32 { return fc.Request(logic0, &wire.Sync{ConvId: conv}) }, isSync},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, noBugs, nil)
+			alice := w.entry.Client("alice", "phone")
+			r := tc.request(w, alice)
+			w.c.Deliver(nodetest.To[*wire.ClientRequest](logic0))
+			blackHole(w, tc.match)
+			w.c.Advance(logic.DasTimeoutDefault) // first attempt times out: retry
+			w.c.Advance(20 * time.Millisecond)   // a send's backoff (at most retryBackoffBase)
+			blackHole(w, tc.match)
+			w.c.Advance(logic.AnswerWithinDefault - logic.DasTimeoutDefault - 20*time.Millisecond)
+			blackHole(w, tc.match)
+			w.c.Stabilize()
+			if got := w.errCode(alice, r); got != wire.ErrorCode_TIMEOUT {
+				t.Fatalf("answer at AnswerWithin: got %v, want TIMEOUT", got)
+			}
+		})
 	}
 }
