@@ -65,15 +65,16 @@ func (e *clientEnv) Record(op check.Op) {
 func (e *clientEnv) After(d time.Duration, tag any) client.TimerID {
 	s := e.s
 	id := s.id()
-	s.clientTimers[id] = e.c.idx
-	s.schedule(s.now+int64(max(d, 0)), event{kind: evClientTimer, target: e.c.idx, a: id,
+	slot := s.schedule(s.now+int64(max(d, 0)), event{kind: evClientTimer, target: e.c.idx, a: id,
 		p: client.Timer{ID: client.TimerID(id), Tag: tag}})
+	s.clientTimers[id] = timerRef{owner: e.c.idx, slot: slot}
 	return client.TimerID(id)
 }
 
 func (e *clientEnv) Cancel(id client.TimerID) {
-	if owner, ok := e.s.clientTimers[uint64(id)]; ok && owner == e.c.idx {
+	if ref, ok := e.s.clientTimers[uint64(id)]; ok && ref.owner == e.c.idx {
 		delete(e.s.clientTimers, uint64(id))
+		e.s.cancelTimer(evClientTimer, uint64(id), ref)
 	}
 }
 
@@ -350,8 +351,8 @@ func (s *sim) dropConnsOf(in *instance) { s.disconnectAll(in.idx, false) }
 func (s *sim) deliverClient(e *event) {
 	c := s.clients[e.target]
 	if e.kind == evClientTimer {
-		owner, live := s.clientTimers[e.a]
-		if !live || owner != e.target {
+		ref, live := s.clientTimers[e.a]
+		if !live || ref.owner != e.target {
 			return
 		}
 		delete(s.clientTimers, e.a)

@@ -66,15 +66,16 @@ func (e *nodeEnv) After(d time.Duration, tag any) node.TimerID {
 	if d < 0 {
 		d = 0
 	}
-	e.s.nodeTimers[id] = e.in.idx
-	e.s.schedule(e.s.now+int64(d), event{kind: evNodeTimer, target: e.in.idx, inc: uint64(e.inc),
+	slot := e.s.schedule(e.s.now+int64(d), event{kind: evNodeTimer, target: e.in.idx, inc: uint64(e.inc),
 		a: uint64(id), p: node.Timer{ID: id, Tag: tag}})
+	e.s.nodeTimers[id] = timerRef{owner: e.in.idx, slot: slot}
 	return id
 }
 
 func (e *nodeEnv) Cancel(id node.TimerID) {
-	if owner, ok := e.s.nodeTimers[id]; ok && owner == e.in.idx {
+	if ref, ok := e.s.nodeTimers[id]; ok && ref.owner == e.in.idx {
 		delete(e.s.nodeTimers, id)
+		e.s.cancelTimer(evNodeTimer, uint64(id), ref)
 	}
 }
 

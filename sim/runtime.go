@@ -46,8 +46,8 @@ type sim struct {
 
 	clients      []*simClient
 	conns        map[node.ConnID]*conn
-	nodeTimers   map[node.TimerID]int32
-	clientTimers map[uint64]int32
+	nodeTimers   map[node.TimerID]timerRef
+	clientTimers map[uint64]timerRef
 	nextID       uint64
 
 	store    *simStore
@@ -86,8 +86,8 @@ func newSim(cfg Config, services *Services) *sim {
 		deps:         newStream(cfg.Seed, streamDeps),
 		byAddr:       map[node.Addr]int32{},
 		conns:        map[node.ConnID]*conn{},
-		nodeTimers:   map[node.TimerID]int32{},
-		clientTimers: map[uint64]int32{},
+		nodeTimers:   map[node.TimerID]timerRef{},
+		clientTimers: map[uint64]timerRef{},
 		discard:      slog.New(slog.DiscardHandler),
 		trace:        newTraceHash(),
 	}
@@ -97,15 +97,35 @@ func newSim(cfg Config, services *Services) *sim {
 
 func (s *sim) id() uint64 { s.nextID++; return s.nextID }
 
-// schedule queues e at virtual time at (never before now).
-func (s *sim) schedule(at int64, e event) {
+// schedule queues e at virtual time at (never before now) and returns the
+// heap slot it waits in.
+func (s *sim) schedule(at int64, e event) int32 {
 	if at < s.now {
 		at = s.now
 	}
 	e.at = at
 	s.seq++
 	e.seq = s.seq
-	s.heap.push(e)
+	return s.heap.push(e)
+}
+
+// timerRef is an armed timer: who armed it and where its event waits, so
+// Cancel can take the event out of the heap instead of leaving it to fire
+// as a no-op.
+type timerRef struct {
+	owner int32 // instance or client index
+	slot  int32 // heap slot of the timer's event
+}
+
+// cancelTimer drops timer id's pending event; removal keeps the order of
+// every other event, which is (at, seq) alone. The slot is checked to
+// still hold that timer, so a stale reference can never drop another event.
+func (s *sim) cancelTimer(kind evKind, id uint64, r timerRef) {
+	if h := &s.heap; r.slot >= 0 && int(r.slot) < len(h.slab) && h.pos[r.slot] >= 0 {
+		if e := &h.slab[r.slot]; e.kind == kind && e.a == id {
+			h.remove(r.slot)
+		}
+	}
 }
 
 // PanicError is a service (or client) that panicked: a bug in the system,
@@ -228,12 +248,17 @@ func (s *sim) deliverNode(e *event) {
 func (s *sim) fireNodeTimer(e *event) {
 	id := node.TimerID(e.a)
 	in := s.instances[e.target]
-	owner, live := s.nodeTimers[id]
-	if !live || owner != e.target || !in.up || node.Incarnation(e.inc) != in.inc {
-		return // cancelled, or armed by a crashed incarnation
+	ref, live := s.nodeTimers[id]
+	if !live || ref.owner != e.target {
+		return // cancelled (impossible: Cancel removes the event)
+	}
+	if !in.up || node.Incarnation(e.inc) != in.inc {
+		delete(s.nodeTimers, id)
+		return // armed by a crashed incarnation
 	}
 	if in.pausedUntil > s.now {
-		s.schedule(in.pausedUntil, *e)
+		ref.slot = s.schedule(in.pausedUntil, *e)
+		s.nodeTimers[id] = ref
 		return
 	}
 	delete(s.nodeTimers, id)

@@ -55,15 +55,20 @@ type eventKey struct {
 
 // eventHeap is a min-heap of keys ordered by (at, seq) over a slab of
 // events; freed slots are reused, so the slab grows to the largest number
-// of events pending at once.
+// of events pending at once. pos records where each slot's key sits in
+// keys, so a cancelled timer's event can leave the heap at once: it then
+// costs neither a pop nor a place that every later sift has to step over
+// (about a fifth of all timers were cancelled before they fired).
 type eventHeap struct {
 	keys []eventKey
 	slab []event
+	pos  []int32 // slot -> index in keys; -1 when the slot is free
 	free []int32
 }
 
 func newEventHeap(capacity int) eventHeap {
-	return eventHeap{keys: make([]eventKey, 0, capacity), slab: make([]event, 0, capacity)}
+	return eventHeap{keys: make([]eventKey, 0, capacity), slab: make([]event, 0, capacity),
+		pos: make([]int32, 0, capacity)}
 }
 
 // len is the number of pending events.
@@ -75,7 +80,7 @@ func (h *eventHeap) nextAt() int64 { return h.keys[0].at }
 // reset drops every pending event.
 func (h *eventHeap) reset() {
 	clear(h.slab)
-	h.keys, h.slab, h.free = h.keys[:0], h.slab[:0], h.free[:0]
+	h.keys, h.slab, h.pos, h.free = h.keys[:0], h.slab[:0], h.pos[:0], h.free[:0]
 }
 
 func (k *eventKey) less(o *eventKey) bool {
@@ -89,7 +94,9 @@ func (k *eventKey) less(o *eventKey) bool {
 // keys fewer times.
 const heapArity = 4
 
-func (h *eventHeap) push(e event) {
+// push queues e and returns its slot, which stays valid (for remove) until
+// the event is popped or removed.
+func (h *eventHeap) push(e event) int32 {
 	var slot int32
 	if n := len(h.free); n > 0 {
 		slot = h.free[n-1]
@@ -98,30 +105,33 @@ func (h *eventHeap) push(e event) {
 	} else {
 		slot = int32(len(h.slab))
 		h.slab = append(h.slab, e)
+		h.pos = append(h.pos, -1)
 	}
 	k := eventKey{at: e.at, seq: e.seq, slot: slot}
-	s := append(h.keys, k)
-	h.keys = s
-	i := len(s) - 1
+	h.keys = append(h.keys, k)
+	h.up(len(h.keys)-1, k)
+	return slot
+}
+
+// up moves k, which belongs at index i or above, to its place.
+func (h *eventHeap) up(i int, k eventKey) {
+	s, pos := h.keys, h.pos
 	for i > 0 {
 		p := (i - 1) / heapArity
 		if !k.less(&s[p]) {
 			break
 		}
 		s[i] = s[p]
+		pos[s[i].slot] = int32(i)
 		i = p
 	}
 	s[i] = k
+	pos[k.slot] = int32(i)
 }
 
-func (h *eventHeap) pop() event {
-	s := h.keys
-	top := s[0]
-	last := len(s) - 1
-	k := s[last]
-	s = s[:last]
-	h.keys = s
-	i := 0
+// down moves k, which belongs at index i or below, to its place.
+func (h *eventHeap) down(i int, k eventKey) {
+	s, pos := h.keys, h.pos
 	for {
 		first := heapArity*i + 1
 		if first >= len(s) {
@@ -138,13 +148,51 @@ func (h *eventHeap) pop() event {
 			break
 		}
 		s[i] = s[m]
+		pos[s[i].slot] = int32(i)
 		i = m
 	}
-	if len(s) > 0 {
-		s[i] = k
+	s[i] = k
+	pos[k.slot] = int32(i)
+}
+
+// take removes the key at index i and refills the hole with the last key.
+func (h *eventHeap) take(i int) {
+	last := len(h.keys) - 1
+	k := h.keys[last]
+	h.keys = h.keys[:last]
+	if i == last {
+		return
 	}
-	e := h.slab[top.slot]
-	h.slab[top.slot] = event{} // drop payload references
-	h.free = append(h.free, top.slot)
+	if i > 0 && k.less(&h.keys[(i-1)/heapArity]) {
+		h.up(i, k)
+	} else {
+		h.down(i, k)
+	}
+}
+
+// release frees a slot whose key has left the heap.
+func (h *eventHeap) release(slot int32) {
+	h.slab[slot] = event{} // drop payload references
+	h.pos[slot] = -1
+	h.free = append(h.free, slot)
+}
+
+// pop removes and returns the earliest event; the heap must not be empty.
+func (h *eventHeap) pop() event {
+	slot := h.keys[0].slot
+	h.take(0)
+	e := h.slab[slot]
+	h.release(slot)
 	return e
+}
+
+// remove drops the pending event in slot (a cancelled timer). It reports
+// false when the slot holds no pending event.
+func (h *eventHeap) remove(slot int32) bool {
+	if slot < 0 || int(slot) >= len(h.pos) || h.pos[slot] < 0 {
+		return false
+	}
+	h.take(int(h.pos[slot]))
+	h.release(slot)
+	return true
 }
