@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"encoding/binary"
+
 	"github.com/zzim/zzim/system/client"
 	"github.com/zzim/zzim/system/node"
 	"github.com/zzim/zzim/system/wire"
@@ -41,11 +43,21 @@ func fnvString(d uint64, s string) uint64 {
 	return d
 }
 
+// fnvBytes folds b into d eight bytes at a time (then the tail, and the
+// length, so bodies that differ only in trailing zero bytes still differ):
+// message bodies are most of what the digests read.
 func fnvBytes(d uint64, b []byte) uint64 {
-	for _, c := range b {
-		d ^= uint64(c)
+	for len(b) >= 8 {
+		d ^= binary.LittleEndian.Uint64(b)
 		d *= fnvPrime
+		b = b[8:]
 	}
+	var tail uint64
+	for i, c := range b {
+		tail |= uint64(c) << (8 * i)
+	}
+	d ^= tail<<8 | uint64(len(b))
+	d *= fnvPrime
 	return d
 }
 
