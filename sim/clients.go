@@ -65,8 +65,7 @@ func (e *clientEnv) Record(op check.Op) {
 func (e *clientEnv) After(d time.Duration, tag any) client.TimerID {
 	s := e.s
 	id := s.id()
-	slot := s.schedule(s.now+int64(max(d, 0)), event{kind: evClientTimer, target: e.c.idx, a: id,
-		p: client.Timer{ID: client.TimerID(id), Tag: tag}})
+	slot := s.schedule(s.now+int64(max(d, 0)), event{kind: evClientTimer, target: e.c.idx, a: id, p: tag})
 	s.clientTimers[id] = timerRef{owner: e.c.idx, slot: slot}
 	return client.TimerID(id)
 }
@@ -356,6 +355,10 @@ func (s *sim) deliverClient(e *event) {
 			return
 		}
 		delete(s.clientTimers, e.a)
+		cev := client.Event(client.Timer{ID: client.TimerID(e.a), Tag: e.p})
+		s.trace.add(s.now, -1-e.target, e.kind, digestClientEvent(cev))
+		c.drv.Handle(c.env, cev)
+		return
 	} else if e.inc != 0 && e.inc != c.gen {
 		s.trace.add(s.now, -1-e.target, e.kind, 0xdead)
 		return // for a connection the client no longer has

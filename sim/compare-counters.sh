@@ -7,7 +7,8 @@
 # must not). It prints one row per run and exits 1 if any row differs.
 #
 #   SCENARIOS  scenarios to run (default: five that cover failover, store
-#              timeouts, queue redelivery, partitions and the swarm)
+#              timeouts, queue redelivery, partitions and the swarm); NAME:swarm
+#              runs NAME with --swarm, NAME:bug=SWITCH with that bug switch on
 #   SEEDS      first-last (default 1-20)
 #   JOBS       runs at once (default 2)
 #
@@ -29,8 +30,11 @@ trap 'rm -rf "$work"' EXIT
 one() {
 	local bin=$1 tag=$2 sc=$3 seed=$4
 	local name=${sc%%:*} flags=()
-	[[ $sc == *:swarm ]] && flags=(--swarm)
-	local dir=$work/$tag-${sc//:/_}-$seed
+	case $sc in
+	*:swarm) flags=(--swarm) ;;
+	*:bug=*) flags=(--bug "${sc#*:bug=}") ;;
+	esac
+	local dir=$work/$tag-${sc//[:=]/_}-$seed
 	mkdir -p "$dir"
 	local rc=0
 	"$bin" sim run "$name" "${flags[@]}" --seed "$seed" --out "$dir/out" >"$dir/stdout" 2>"$dir/stderr" || rc=$?
@@ -52,11 +56,11 @@ for sc in $scenarios; do
 done | xargs -P "$jobs" -L 1 bash -c 'one "$@"' _
 
 status=0
-printf '%-28s %5s %-16s %-16s %-9s %10s %10s\n' scenario seed verdict-before verdict-after counters events-before events-after
+printf '%-36s %5s %-16s %-16s %-9s %10s %10s\n' scenario seed verdict-before verdict-after counters events-before events-after
 for sc in $scenarios; do
 	for ((seed = first; seed <= last; seed++)); do
-		b=$work/before-${sc//:/_}-$seed
-		a=$work/after-${sc//:/_}-$seed
+		b=$work/before-${sc//[:=]/_}-$seed
+		a=$work/after-${sc//[:=]/_}-$seed
 		vb=$(cat "$b/verdict") va=$(cat "$a/verdict")
 		n=$(wc -l <"$b/counters")
 		same=same
@@ -66,7 +70,7 @@ for sc in $scenarios; do
 		if [[ $vb != "$va" || $same != same ]]; then
 			status=1
 		fi
-		printf '%-28s %5d %-16s %-16s %-9s %10s %10s\n' "$sc" "$seed" "$vb" "$va" "$same($n)" \
+		printf '%-36s %5d %-16s %-16s %-9s %10s %10s\n' "$sc" "$seed" "$vb" "$va" "$same($n)" \
 			"$(cat "$b/events")" "$(cat "$a/events")"
 		if [[ $same != same && $n -gt 0 ]]; then
 			diff "$b/counters" "$a/counters" | sed 's/^/    /' | head -20

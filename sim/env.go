@@ -67,7 +67,7 @@ func (e *nodeEnv) After(d time.Duration, tag any) node.TimerID {
 		d = 0
 	}
 	slot := e.s.schedule(e.s.now+int64(d), event{kind: evNodeTimer, target: e.in.idx, inc: uint64(e.inc),
-		a: uint64(id), p: node.Timer{ID: id, Tag: tag}})
+		a: uint64(id), p: tag})
 	e.s.nodeTimers[id] = timerRef{owner: e.in.idx, slot: slot}
 	return id
 }

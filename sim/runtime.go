@@ -263,7 +263,7 @@ func (s *sim) fireNodeTimer(e *event) {
 	}
 	delete(s.nodeTimers, id)
 	s.trace.add(s.now, e.target, e.kind, e.a)
-	in.node.Handle(in.env, e.p.(node.Timer))
+	in.node.Handle(in.env, node.Timer{ID: id, Tag: e.p})
 }
 
 // logger returns the node's logger: discarding unless verbose.

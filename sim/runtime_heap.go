@@ -40,8 +40,10 @@ type event struct {
 	target int32  // instance or client index, by kind
 	inc    uint64 // incarnation (nodes) or connection (clients) it is for
 	a, b   uint64
-	// p is the payload: a node.Event for node kinds, a client.Event for
-	// client kinds (one field keeps the slab's values small).
+	// p is the payload: a node.Event for evNode, a client.Event for
+	// evClient, the tag for timer kinds (one field keeps the slab's values
+	// small). A timer's Timer value is built when it fires, so a cancelled
+	// timer never allocates one.
 	p any
 }
 
