@@ -50,7 +50,7 @@ func upCmd() *cobra.Command {
 	}
 	fs := cmd.Flags()
 	f.register(fs, "", cluster.Memory)
-	fs.Lookup("nats").Usage = "NATS JetStream URL (default: an embedded server)"
+	fs.Lookup("nats").Usage = "NATS JetStream URL (default: an embedded server; \"memory\": queue and registry in this process, not durable)"
 	fs.StringVar(&f.host, "host", "127.0.0.1", "address the app and HTTP listeners bind")
 	fs.IntVar(&f.appPort, "app-port", appPortDefault, "entry slot i listens for apps on this port + i (0: free ports)")
 	fs.IntVar(&f.httpPort, "http-port", httpPortDefault, "httpentry slot i listens on this port + i (0: free ports)")
@@ -108,7 +108,9 @@ func runUp(ctx context.Context, f *upFlags, stdout, stderr io.Writer) error {
 
 func printUp(w io.Writer, f *upFlags, cfg cluster.Config, l *cluster.Local, deps *cluster.Deps, metrics string) {
 	natsNote := "embedded"
-	if f.nats != "" {
+	if f.nats == cluster.Memory {
+		natsNote = "queue and registry in this process"
+	} else if f.nats != "" {
 		natsNote = "external"
 	}
 	var https []string

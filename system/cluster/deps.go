@@ -16,13 +16,16 @@ import (
 	"github.com/zzim/zzim/system/store/mysqlstore"
 )
 
-// Memory names the in-memory presence (--redis memory).
+// Memory names the in-memory presence (--redis memory) and, for a
+// one-process cluster, the in-memory queue and registry (--nats memory).
 const Memory = "memory"
 
 // DepsOptions choose a process's dependencies.
 type DepsOptions struct {
 	// NATS is the server URL; "" starts an embedded server (JetStream on,
-	// sync always) storing in NATSDir (a temporary directory if empty).
+	// sync always) storing in NATSDir (a temporary directory if empty);
+	// Memory keeps queue and registry in this process (one-process
+	// clusters only: nothing outside it can see them).
 	NATS    string
 	NATSDir string
 	// Redis is host:port; "" or Memory keeps presence in this process.
@@ -87,6 +90,11 @@ func OpenDeps(ctx context.Context, o DepsOptions) (*Deps, error) {
 
 func (d *Deps) openNATS(ctx context.Context, o DepsOptions) error {
 	url := o.NATS
+	if url == Memory {
+		d.NATSURL = Memory
+		d.Queue, d.Registry = live.NewMemQueue(), live.NewMemRegistry()
+		return nil
+	}
 	if url == "" {
 		dir := o.NATSDir
 		if dir == "" {

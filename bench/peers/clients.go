@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/centrifugal/centrifuge-go"
+
+	"github.com/zzim/zzim/system/client"
+	"github.com/zzim/zzim/system/clientrun"
+	"github.com/zzim/zzim/system/wire"
+)
+
+// users are U connected users of one system; users 2k and 2k+1 are the
+// two sides of conversation k.
+type users interface {
+	// send makes user `from` send message id of step s to its partner. It
+	// never waits for the server: the schedule is open-loop.
+	send(from int, s *stepTrack, id int, b []byte)
+	close()
+}
+
+func userName(u int) string { return "u" + strconv.Itoa(u) }
+
+// connectBatch bounds the logins in flight while users connect.
+const connectBatch = 500
+
+// waitCount waits until *n reaches want.
+func waitCount(ctx context.Context, what string, n *atomic.Int64, want int64) error {
+	for n.Load() < want {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %d of %d: %w", what, n.Load(), want, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// zzimUsers run the reference client (system/client under clientrun) over
+// TCP, spread over the entries.
+type zzimUsers struct {
+	t       *tracker
+	runners []*clientrun.Runner
+	convs   []string
+	pending []map[string]pending // by user, touched only with its client held
+}
+
+type pending struct {
+	s  *stepTrack
+	id int
+}
+
+func zzimConv(pair int) string {
+	return "p:" + userName(2*pair) + ":" + userName(2*pair+1) + ":l" + strconv.Itoa(pair)
+}
+
+func connectZzim(ctx context.Context, t *tracker, entries []string, n int) (*zzimUsers, error) {
+	z := &zzimUsers{t: t, runners: make([]*clientrun.Runner, n), convs: make([]string, n/2), pending: make([]map[string]pending, n)}
+	for k := range z.convs {
+		z.convs[k] = zzimConv(k)
+	}
+	clock := clientrun.NewClock()
+	var online atomic.Int64
+	for lo := 0; lo < n; lo += connectBatch {
+		hi := min(n, lo+connectBatch)
+		for u := lo; u < hi; u++ {
+			me := u
+			z.pending[u] = map[string]pending{}
+			cfg := client.Config{
+				User: userName(u), Device: "bench", Token: wire.SignToken([]byte(benchSecret), userName(u), time.Now().Add(24*time.Hour)),
+				Entries: []string{entries[u%len(entries)]},
+				OnDeliver: func(_ client.Env, m *wire.ChatMessage, _ string) {
+					t.deliver(me, m.Body)
+				},
+				OnSendDone: func(_ client.Env, cid string, _ uint64, errCode string) {
+					p, ok := z.pending[me][cid]
+					if !ok {
+						return
+					}
+					delete(z.pending[me], cid)
+					if errCode == "" {
+						p.s.acked.Add(1)
+					} else {
+						p.s.ackFailed.Add(1)
+					}
+				},
+			}
+			z.runners[u] = clientrun.Start(cfg, clientrun.Options{Clock: clock, MailboxMax: 64, Online: &online})
+		}
+		if err := waitCount(ctx, "zzim users online", &online, int64(hi)); err != nil {
+			z.close()
+			return nil, err
+		}
+	}
+	return z, nil
+}
+
+// zzimSend is one send, run with the sender's client held.
+type zzimSend struct {
+	z    *zzimUsers
+	from int
+	s    *stepTrack
+	id   int
+	body string
+}
+
+func (a *zzimSend) Run(c *client.Client, env client.Env) {
+	a.s.sent[a.id].Store(a.z.t.now())
+	cid, err := c.Send(env, a.z.convs[a.from/2], a.body)
+	if err != nil {
+		a.s.ackFailed.Add(1)
+		return
+	}
+	a.z.pending[a.from][cid] = pending{s: a.s, id: a.id}
+}
+
+func (z *zzimUsers) send(from int, s *stepTrack, id int, b []byte) {
+	a := &zzimSend{z: z, from: from, s: s, id: id, body: string(b)}
+	if !z.runners[from].PostAction(a) {
+		// Its mailbox is full: wait for room without holding up the schedule.
+		go z.runners[from].Do(a.Run)
+	}
+}
+
+func (z *zzimUsers) close() {
+	for _, r := range z.runners {
+		if r != nil {
+			r.Stop()
+		}
+	}
+}
+
+// centUsers run centrifuge-go over WebSocket with the Protobuf protocol
+// (the binary one, as zzim's is), each subscribed to its conversation's
+// channel with recovery on, publishing into it from the client.
+type centUsers struct {
+	t       *tracker
+	clients []*centrifuge.Client
+	subs    []*centrifuge.Subscription
+}
+
+// centChannel is conversation k's channel: user-limited to its two users.
+func centChannel(pair int) string {
+	return centNamespace + ":c" + strconv.Itoa(pair) + "#" + userName(2*pair) + "," + userName(2*pair+1)
+}
+
+// centToken is a connection JWT (HS256) for user u.
+func centToken(u string) string {
+	enc := base64.RawURLEncoding
+	head := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
+	claims := enc.EncodeToString([]byte(`{"sub":"` + u + `","exp":` + strconv.FormatInt(time.Now().Add(24*time.Hour).Unix(), 10) + `}`))
+	mac := hmac.New(sha256.New, []byte(benchSecret))
+	mac.Write([]byte(head + "." + claims))
+	return head + "." + claims + "." + enc.EncodeToString(mac.Sum(nil))
+}
+
+// publishTimeout bounds one client publish (an unanswered one is a failure).
+const publishTimeout = 30 * time.Second
+
+func connectCentrifugo(ctx context.Context, t *tracker, addr string, n int) (*centUsers, error) {
+	c := &centUsers{t: t, clients: make([]*centrifuge.Client, n), subs: make([]*centrifuge.Subscription, n)}
+	var subscribed atomic.Int64
+	url := "ws://" + addr + "/connection/websocket"
+	for lo := 0; lo < n; lo += connectBatch {
+		hi := min(n, lo+connectBatch)
+		for u := lo; u < hi; u++ {
+			me := u
+			cl := centrifuge.NewProtobufClient(url, centrifuge.Config{Token: centToken(userName(u)), Name: "peers-bench"})
+			sub, err := cl.NewSubscription(centChannel(u/2), centrifuge.SubscriptionConfig{Recoverable: true})
+			if err != nil {
+				c.close()
+				return nil, fmt.Errorf("subscription: %w", err)
+			}
+			sub.OnPublication(func(e centrifuge.PublicationEvent) { t.deliver(me, string(e.Data)) })
+			sub.OnSubscribed(func(centrifuge.SubscribedEvent) { subscribed.Add(1) })
+			c.clients[u], c.subs[u] = cl, sub
+			if err := cl.Connect(); err != nil {
+				c.close()
+				return nil, fmt.Errorf("connect: %w", err)
+			}
+			if err := sub.Subscribe(); err != nil {
+				c.close()
+				return nil, fmt.Errorf("subscribe: %w", err)
+			}
+		}
+		if err := waitCount(ctx, "centrifugo users subscribed", &subscribed, int64(hi)); err != nil {
+			c.close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// send publishes from its own goroutine: Publish waits for the server's
+// reply, and the schedule must not.
+func (c *centUsers) send(from int, s *stepTrack, id int, b []byte) {
+	go func() {
+		s.sent[id].Store(c.t.now())
+		ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+		defer cancel()
+		if _, err := c.subs[from].Publish(ctx, b); err != nil {
+			s.ackFailed.Add(1)
+			return
+		}
+		s.acked.Add(1)
+	}()
+}
+
+func (c *centUsers) close() {
+	for _, cl := range c.clients {
+		if cl != nil {
+			cl.Close()
+		}
+	}
+}

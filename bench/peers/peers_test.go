@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestQuick runs a shortened quick mode (both systems, both rows when
+// MariaDB and Redis are installed) and fails on any error, loss,
+// duplicate or misdelivery. It starts servers and takes about a minute,
+// so it runs only under PEERS_BENCH=1:
+//
+//	cd bench/peers && PEERS_BENCH=1 go test -run TestQuick -v
+//
+// The load generator is this test process, not pinned to its core as
+// the command pins itself; the servers are pinned as usual.
+func TestQuick(t *testing.T) {
+	if os.Getenv("PEERS_BENCH") == "" {
+		t.Skip("set PEERS_BENCH=1 to run the side-by-side benchmark briefly")
+	}
+	cfg, err := parseFlags([]string{"-mode", "quick", "-users", "20", "-rates", "200,500", "-warm", "500ms", "-step", "1s", "-drain", "5s", "-timeout", "4m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.workDir = t.TempDir()
+	if haveDurableDeps() != nil {
+		cfg.rows = []string{rowMemory}
+		t.Log("MariaDB or Redis not installed: memory row only")
+	}
+	cfg.progress = newProgress()
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
+	defer cancel()
+	rs, err := runAll(ctx, cfg)
+	cfg.progress.close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len(cfg.rows) * len(cfg.users) * len(cfg.systems); len(rs) != want {
+		t.Fatalf("%d runs, want %d", len(rs), want)
+	}
+	md := report(cfg, rs, loadAvg(), loadAvg(), time.Now(), 0)
+	t.Log("\n" + md)
+	for _, r := range rs {
+		if r.err != nil {
+			t.Errorf("%s %s: %v", r.system, r.row, r.err)
+			continue
+		}
+		if len(r.steps) != len(cfg.rates) {
+			t.Errorf("%s %s: %d steps, want %d", r.system, r.row, len(r.steps), len(cfg.rates))
+		}
+		offered, acked, failed, delivered, lost, dups, mis := r.totals()
+		if offered == 0 || lost != 0 || dups != 0 || mis != 0 || failed != 0 || acked != offered || delivered != offered {
+			t.Errorf("%s %s: offered %d acked %d refused %d delivered %d lost %d dups %d misdelivered %d",
+				r.system, r.row, offered, acked, failed, delivered, lost, dups, mis)
+		}
+		for _, s := range r.steps {
+			if s.windowDelivered == 0 || s.serverCPU() <= 0 {
+				t.Errorf("%s %s %d msg/s: no CPU or deliveries measured in the window", r.system, r.row, s.rate)
+			}
+		}
+	}
+	if !strings.Contains(md, "| memory | 20 | zzim |") || !strings.Contains(md, "| memory | 20 | centrifugo |") {
+		t.Errorf("table lacks a memory row:\n%s", md)
+	}
+}
+
+func TestBody(t *testing.T) {
+	step, id, to, ok := parseBody(string(body(3, 12345, 7)))
+	if !ok || step != 3 || id != 12345 || to != 7 {
+		t.Fatalf("parseBody(body(3, 12345, 7)) = %d %d %d %v", step, id, to, ok)
+	}
+	for _, b := range []string{"", "x", "1:2", "1::3:", "a:1:2:", "1:2:3"} {
+		if _, _, _, ok := parseBody(b); ok {
+			t.Errorf("parseBody(%q) accepted", b)
+		}
+	}
+}
+
+func TestLossIsMarked(t *testing.T) {
+	// A step whose messages never arrived must fail, and say LOST, once final.
+	st := newStepTrack(10, 0)
+	st.offered.Store(10)
+	st.acked.Store(10)
+	for i := range 7 {
+		st.deliveries[i].Store(1)
+	}
+	st.delivered.Store(7)
+	s := stepResult{n: 10, track: st}
+	s.recount(false)
+	if s.pass || s.lost != 0 || !strings.Contains(s.why, "not delivered") {
+		t.Fatalf("before the final recount: pass=%v lost=%d why=%q", s.pass, s.lost, s.why)
+	}
+	s.recount(true)
+	if s.pass || s.lost != 3 || !strings.Contains(s.why, "LOST") {
+		t.Fatalf("final: pass=%v lost=%d why=%q", s.pass, s.lost, s.why)
+	}
+	r := runResult{steps: []stepResult{s}}
+	if _, _, _, _, lost, _, _ := r.totals(); lost != 3 {
+		t.Fatalf("totals lost %d, want 3", lost)
+	}
+}

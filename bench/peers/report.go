@@ -1,0 +1,215 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// cpuRate is the step whose CPU per message the summary quotes: the same
+// offered rate for both systems.
+const cpuRate = 5000
+
+func report(cfg *config, rs []runResult, load0, load1 string, began time.Time, took time.Duration) string {
+	var b strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "## zzim and Centrifugo %s, one workload, one run (%s mode)\n\n", centrifugoVersion, cfg.mode)
+	fmt.Fprintf(&b, "%s UTC on %s (%d cores, %s), %s; load average %s at the start, %s at the end.\n",
+		began.UTC().Format("2006-01-02 15:04"), host, machineCores(), runtime.Version(), took.Round(time.Second), load0, load1)
+	fmt.Fprintf(&b, "Steps: %s msg/s, each %s warm-up + %s measured; server and dependencies on core %s, load generator on core %s.\n\n",
+		joinInts(cfg.rates), cfg.warm, cfg.measure, serverCore, loadCore)
+
+	b.WriteString("| row | U | system | server CPU µs/msg at 5,000 msg/s | highest rate, p99 < 50 ms | p50 / p99 at 1,000 msg/s | p50 / p99 at 5,000 msg/s | offered / acked / delivered | lost | dup |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rs {
+		if r.err != nil && len(r.steps) == 0 {
+			fmt.Fprintf(&b, "| %s | %d | %s | not run: %s | | | | | | |\n", r.row, r.users, r.system, oneLine(r.err.Error()))
+			continue
+		}
+		offered, acked, failed, delivered, lost, dups, mis := r.totals()
+		lostCell := fmt.Sprint(lost)
+		if lost > 0 || mis > 0 {
+			lostCell = fmt.Sprintf("**%d LOST**", lost)
+			if mis > 0 {
+				lostCell += fmt.Sprintf(", %d misdelivered", mis)
+			}
+		}
+		ackCell := fmt.Sprint(acked)
+		if failed > 0 {
+			ackCell += fmt.Sprintf(" (%d refused)", failed)
+		}
+		best := fmt.Sprint(r.best())
+		if r.best() > 0 && r.best() == cfg.rates[len(cfg.rates)-1] {
+			best = "≥ " + best
+		}
+		if r.err != nil {
+			best += " (" + oneLine(r.err.Error()) + ")"
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %d / %s / %d | %s | %d |\n",
+			r.row, r.users, r.system, cpuCell(&r), best, latCell(r.at(1000)), latCell(r.at(5000)),
+			offered, ackCell, delivered, lostCell, dups)
+	}
+	b.WriteString("\n")
+	b.WriteString(ratios(cfg, rs))
+
+	b.WriteString("\n### Every step\n\n")
+	b.WriteString("| row | U | system | offered msg/s | delivered msg/s | p50 | p99 | p99 raw | max | server CPU µs/msg (split) | load generator cores | pass |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rs {
+		for k, s := range append(slices.Clone(r.steps), r.retries...) {
+			pass := "yes"
+			if !s.pass {
+				pass = "no: " + s.why
+			}
+			if k >= len(r.steps) {
+				pass = "first try, run again: " + s.why
+			}
+			fmt.Fprintf(&b, "| %s | %d | %s | %d | %.0f | %s | %s | %s | %s | %s | %.2f | %s |\n",
+				r.row, r.users, r.system, s.rate, float64(s.windowDelivered)/max(s.window.Seconds(), 1e-9),
+				ms(s.corrected.p50), ms(s.corrected.p99), ms(s.raw.p99), ms(s.corrected.max),
+				splitCell(&r, &s), s.loadCPU.Seconds()/max(s.window.Seconds(), 1e-9), pass)
+		}
+	}
+	b.WriteString("\n")
+	var notes []string
+	for _, r := range rs {
+		if r.note != "" {
+			n := fmt.Sprintf("- %s %s U=%d: %s; %d users connected in %s", r.system, r.row, r.users, r.note, r.users, r.connect.Round(100*time.Millisecond))
+			if r.echoes > 0 {
+				n += fmt.Sprintf("; %d echoes (the sender's own publication, delivered to it on the shared channel: not counted)", r.echoes)
+			}
+			if r.foreign > 0 {
+				n += fmt.Sprintf("; %d deliveries not of this run", r.foreign)
+			}
+			notes = append(notes, n)
+		}
+	}
+	slices.Sort(notes)
+	notes = slices.Compact(notes)
+	b.WriteString(strings.Join(notes, "\n"))
+	b.WriteString("\n")
+	return b.String()
+}
+
+func cpuCell(r *runResult) string {
+	s := r.at(cpuRate)
+	label := ""
+	if s == nil || s.windowDelivered == 0 {
+		// Not stepped through 5,000 msg/s: the highest rate that passed.
+		for i := range r.steps {
+			if r.steps[i].pass {
+				s = &r.steps[i]
+			}
+		}
+		if s == nil {
+			return "-"
+		}
+		label = fmt.Sprintf(" (at %d msg/s)", s.rate)
+	}
+	return splitCell(r, s) + label
+}
+
+// splitCell is the server-side CPU per message, with the dependencies'
+// share split out when there are any.
+func splitCell(r *runResult, s *stepResult) string {
+	total := s.usPerMsg(s.serverCPU())
+	if len(r.procs) <= 1 {
+		return fmt.Sprintf("%.1f", total)
+	}
+	var parts []string
+	for _, p := range r.procs {
+		parts = append(parts, fmt.Sprintf("%s %.1f", p, s.usPerMsg(s.cpu[p])))
+	}
+	return fmt.Sprintf("%.1f (%s)", total, strings.Join(parts, " + "))
+}
+
+func latCell(s *stepResult) string {
+	if s == nil || s.corrected.n == 0 {
+		return "-"
+	}
+	c := ms(s.corrected.p50) + " / " + ms(s.corrected.p99)
+	if !s.pass {
+		c += " (failed)"
+	}
+	return c
+}
+
+// ratios compares zzim with Centrifugo per row and U, against the targets:
+// in memory, zzim's CPU per message at most 0.8x and its highest rate at
+// least 1.25x Centrifugo's; durable, at least equal.
+func ratios(cfg *config, rs []runResult) string {
+	var b strings.Builder
+	find := func(sys, row string, u int) *runResult {
+		for i := range rs {
+			if rs[i].system == sys && rs[i].row == row && rs[i].users == u && len(rs[i].steps) > 0 {
+				return &rs[i]
+			}
+		}
+		return nil
+	}
+	for _, row := range cfg.rows {
+		for _, u := range cfg.users {
+			z, c := find(sysZzim, row, u), find(sysCentrifugo, row, u)
+			if z == nil || c == nil {
+				continue
+			}
+			cpuT, rateT := 0.8, 1.25
+			if row == rowDurable {
+				cpuT, rateT = 1.0, 1.0
+			}
+			zs, cs := z.at(cpuRate), c.at(cpuRate)
+			cpuText := "CPU per message: no common 5,000 msg/s step"
+			if zs != nil && cs != nil && cs.windowDelivered > 0 && zs.windowDelivered > 0 {
+				ratio := zs.usPerMsg(zs.serverCPU()) / cs.usPerMsg(cs.serverCPU())
+				cpuText = fmt.Sprintf("CPU per message zzim/Centrifugo %.2fx (target ≤ %.2fx: %s)", ratio, cpuT, met(ratio <= cpuT))
+			}
+			rateText := "highest rate: Centrifugo passed no step"
+			if c.best() > 0 {
+				ratio := float64(z.best()) / float64(c.best())
+				rateText = fmt.Sprintf("highest rate zzim/Centrifugo %.2fx (target ≥ %.2fx: %s)", ratio, rateT, met(ratio >= rateT))
+				if z.best() == cfg.rates[len(cfg.rates)-1] || c.best() == cfg.rates[len(cfg.rates)-1] {
+					rateText += ", capped by the last step"
+				}
+			}
+			fmt.Fprintf(&b, "- %s, U=%d: %s; %s.\n", row, u, cpuText, rateText)
+		}
+	}
+	return b.String()
+}
+
+// machineCores counts the machine's processors (runtime.NumCPU here
+// counts only the load generator's own core).
+func machineCores() int {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.NumCPU()
+	}
+	return strings.Count(string(b), "\nprocessor") + 1
+}
+
+func met(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "not met"
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = fmt.Sprint(n)
+	}
+	return strings.Join(s, ", ")
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	s = strings.ReplaceAll(s, "|", "/")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}

@@ -1,0 +1,462 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Rows: what backs each system.
+const (
+	rowMemory  = "memory"  // zzim: in-memory store and queue; Centrifugo: memory engine
+	rowDurable = "durable" // zzim: MariaDB + JetStream (fsync); Centrifugo: Redis engine (AOF fsync always)
+)
+
+const (
+	sysZzim       = "zzim"
+	sysCentrifugo = "centrifugo"
+)
+
+// p99Target is the latency bound of the saturation search.
+const p99Target = 50 * time.Millisecond
+
+// pacerTick is how often the schedule wakes to issue what came due.
+const pacerTick = 250 * time.Microsecond
+
+// settle is the pause between steps, after the drain.
+const settle = 500 * time.Millisecond
+
+type config struct {
+	mode     string
+	systems  []string
+	rows     []string
+	users    []int
+	rates    []int
+	warm     time.Duration // per step, not measured
+	measure  time.Duration // per step, measured
+	drainMax time.Duration // per step: wait for the last deliveries
+	timeout  time.Duration // the whole run
+	repo     string
+	binDir   string
+	workDir  string
+	out      string
+	progress *progress
+}
+
+type stepResult struct {
+	rate                                 int
+	n                                    int
+	offered, acked, ackFailed, delivered int64
+	dups, misdelivered, lost             int64
+	corrected, raw                       quantiles
+	window                               time.Duration
+	windowDelivered                      int64
+	cpu                                  cpuSample // server-side CPU in the window, by process
+	loadCPU                              time.Duration
+	pass                                 bool
+	why                                  string
+	retried                              string // the first try's verdict, when it failed and was run again
+	drain                                time.Duration
+	track                                *stepTrack
+}
+
+func (s *stepResult) serverCPU() time.Duration {
+	var d time.Duration
+	for _, v := range s.cpu {
+		d += v
+	}
+	return d
+}
+
+// usPerMsg is server CPU µs per message delivered in the window.
+func (s *stepResult) usPerMsg(d time.Duration) float64 {
+	if s.windowDelivered == 0 {
+		return 0
+	}
+	return float64(d.Microseconds()) / float64(s.windowDelivered)
+}
+
+type runResult struct {
+	system, row string
+	users       int
+	note        string
+	procs       []string // server-side process names, main first
+	steps       []stepResult
+	retries     []stepResult // first tries of steps that were run again
+	err         error
+	echoes      int64
+	foreign     int64
+	connect     time.Duration
+}
+
+// totals over every step of a run, after the final recount.
+func (r *runResult) totals() (offered, acked, failed, delivered, lost, dups, misdelivered int64) {
+	for _, s := range append(slices.Clone(r.steps), r.retries...) {
+		offered += s.offered
+		acked += s.acked
+		failed += s.ackFailed
+		delivered += s.delivered
+		lost += s.lost
+		dups += s.dups
+		misdelivered += s.misdelivered
+	}
+	return
+}
+
+// best is the highest rate passed before the first failure (0: none).
+func (r *runResult) best() int {
+	best := 0
+	for _, s := range r.steps {
+		if !s.pass {
+			break
+		}
+		best = s.rate
+	}
+	return best
+}
+
+func (r *runResult) at(rate int) *stepResult {
+	for i := range r.steps {
+		if r.steps[i].rate == rate {
+			return &r.steps[i]
+		}
+	}
+	return nil
+}
+
+// runOne measures one system on one row with n users: a fresh server,
+// every user connected, then the rate steps.
+func runOne(ctx context.Context, cfg *config, system, row string, n int, zzimBin, centBin string) (res runResult) {
+	res = runResult{system: system, row: row, users: n}
+	dir, err := os.MkdirTemp(cfg.workDir, fmt.Sprintf("%s-%s-%d-", system, row, n))
+	if err != nil {
+		res.err = err
+		return
+	}
+	defer os.RemoveAll(dir)
+	cfg.progress.set(fmt.Sprintf("%s %s U=%d: starting the server", system, row, n), nil)
+	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	var srv *server
+	switch system {
+	case sysZzim:
+		srv, err = startZzim(startCtx, zzimBin, dir, row)
+	case sysCentrifugo:
+		srv, err = startCentrifugo(startCtx, centBin, dir, row)
+	}
+	if err != nil {
+		res.err = err
+		return
+	}
+	defer srv.stop()
+	res.note = srv.note
+	for _, p := range srv.procs() {
+		res.procs = append(res.procs, p.name)
+	}
+
+	t := newTracker()
+	cfg.progress.set(fmt.Sprintf("%s %s U=%d: connecting", system, row, n), nil)
+	connStart := time.Now()
+	connCtx, cancelConn := context.WithTimeout(ctx, 60*time.Second+time.Duration(n)*10*time.Millisecond)
+	defer cancelConn()
+	var u users
+	switch system {
+	case sysZzim:
+		u, err = connectZzim(connCtx, t, srv.addrs, n)
+	case sysCentrifugo:
+		u, err = connectCentrifugo(connCtx, t, srv.addrs[0], n)
+	}
+	if err != nil {
+		res.err = err
+		return
+	}
+	defer u.close()
+	res.connect = time.Since(connStart)
+
+	for i, rate := range cfg.rates {
+		if ctx.Err() != nil {
+			res.err = fmt.Errorf("stopped before %d msg/s: %w", rate, ctx.Err())
+			break
+		}
+		label := fmt.Sprintf("%s %s U=%d", system, row, n)
+		step := runStep(ctx, cfg, t, u, srv, 2*i, rate, n, label)
+		if !step.pass && step.lost == 0 && step.misdelivered == 0 && srv.main.alive() && ctx.Err() == nil {
+			// One more try at the same rate: on a machine shared with other
+			// work one neighbour's burst can spoil a step. Its messages stay
+			// tracked (late ones still count), but the verdict is the retry's.
+			first := step
+			waitDelivered(first.track, cfg.drainMax)
+			step = runStep(ctx, cfg, t, u, srv, 2*i+1, rate, n, label+" (again)")
+			step.retried = "first try: " + first.why
+			step.recount(false)
+			res.retries = append(res.retries, first)
+		}
+		res.steps = append(res.steps, step)
+		if !srv.main.alive() {
+			res.err = fmt.Errorf("%s exited: %s", srv.main.name, srv.main.tail())
+			break
+		}
+		// Past the rates every run reports (1,000 and 5,000 msg/s), a
+		// failed step ends the run: its backlog would spoil the next.
+		if !step.pass && rate >= 5000 {
+			break
+		}
+	}
+	// Late deliveries still count: recount every step's losses once more.
+	deadline := time.Now().Add(cfg.drainMax)
+	for time.Now().Before(deadline) && missing(res.steps)+missing(res.retries) > 0 {
+		time.Sleep(50 * time.Millisecond)
+	}
+	for i := range res.retries {
+		res.retries[i].recount(true)
+	}
+	for i := range res.steps {
+		res.steps[i].recount(true)
+	}
+	res.echoes, res.foreign = t.echoes.Load(), t.foreign.Load()
+	return res
+}
+
+// waitDelivered waits (bounded) for a step's last deliveries.
+func waitDelivered(st *stepTrack, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) && st.delivered.Load()+st.ackFailed.Load() < int64(st.n) {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func missing(steps []stepResult) int64 {
+	var m int64
+	for i := range steps {
+		s := steps[i].track
+		m += int64(s.n) - s.delivered.Load() - s.ackFailed.Load()
+	}
+	return m
+}
+
+// recount refreshes the counts after later deliveries, and judges the
+// step: final says no later delivery is awaited, so what is missing then
+// is lost rather than late.
+func (s *stepResult) recount(final bool) {
+	t := s.track
+	s.offered, s.acked, s.ackFailed = t.offered.Load(), t.acked.Load(), t.ackFailed.Load()
+	s.delivered, s.dups, s.misdelivered = t.delivered.Load(), t.dups.Load(), t.misdelivered.Load()
+	// A message neither delivered nor refused is missing (a refused send
+	// is the client's to retry, and is reported on its own).
+	missing := max(int64(s.n)-s.delivered-s.ackFailed, 0)
+	s.lost = 0
+	if final {
+		s.lost = missing
+	}
+	var why []string
+	if s.corrected.p99 >= p99Target {
+		why = append(why, fmt.Sprintf("p99 %s", s.corrected.p99.Round(time.Millisecond)))
+	}
+	if s.ackFailed > 0 {
+		why = append(why, fmt.Sprintf("%d sends refused", s.ackFailed))
+	}
+	switch {
+	case final && missing > 0:
+		why = append(why, fmt.Sprintf("%d LOST", missing))
+	case missing > 0:
+		why = append(why, fmt.Sprintf("%d not delivered within %s", missing, s.drain))
+	}
+	if s.misdelivered > 0 {
+		why = append(why, fmt.Sprintf("%d misdelivered", s.misdelivered))
+	}
+	s.pass, s.why = len(why) == 0, strings.Join(why, "; ")
+	if s.retried != "" {
+		s.why = strings.TrimPrefix(s.why+"; "+s.retried, "; ")
+	}
+}
+
+// runStep offers rate msg/s for warm+measure, open-loop: message i is due
+// at start + i/rate whatever happened to the ones before it, and its
+// latency counts from then (coordinated omission corrected) as well as
+// from when its client took it (raw).
+func runStep(ctx context.Context, cfg *config, t *tracker, u users, srv *server, stepNo, rate, nUsers int, label string) stepResult {
+	total := cfg.warm + cfg.measure
+	n := int(int64(rate) * int64(total) / int64(time.Second))
+	start := t.now() + int64(20*time.Millisecond)
+	st := newStepTrack(n, start+int64(cfg.warm))
+	for i := range n {
+		st.intended[i] = start + int64(i)*int64(time.Second)/int64(rate)
+	}
+	t.steps[stepNo].Store(st)
+	cfg.progress.set(fmt.Sprintf("%s: %d msg/s", label, rate), st)
+	pairs := nUsers / 2
+	procs := srv.procs()
+	var cpu0 cpuSample
+	var load0 time.Duration
+	var w0 int64
+	measuring := false
+	beginWindow := func(now int64) {
+		cpu0, load0, w0 = sampleCPU(procs), selfCPU(), now
+		t.windowDeliveries.Store(0)
+		t.counting.Store(true)
+		measuring = true
+	}
+	for next := 0; next < n; {
+		now := t.now()
+		if !measuring && now >= st.warmEnd {
+			beginWindow(now)
+		}
+		for next < n && st.intended[next] <= now {
+			p, dir := next%pairs, (next/pairs)%2
+			from := 2*p + dir
+			u.send(from, st, next, body(stepNo, next, from^1))
+			st.offered.Add(1)
+			next++
+		}
+		time.Sleep(pacerTick)
+	}
+	if !measuring {
+		beginWindow(t.now())
+	}
+	for end := start + int64(total); t.now() < end; {
+		time.Sleep(pacerTick)
+	}
+	now := t.now()
+	t.counting.Store(false)
+	cpu1, load1 := sampleCPU(procs), selfCPU()
+	res := stepResult{rate: rate, n: n, track: st, window: time.Duration(now - w0), windowDelivered: t.windowDeliveries.Load(), loadCPU: load1 - load0, cpu: cpuSample{}}
+	for k, v := range cpu1 {
+		res.cpu[k] = v - cpu0[k]
+	}
+	// Drain: the step's last messages, bounded.
+	waitDelivered(st, cfg.drainMax)
+	res.corrected, res.raw = st.latencies()
+	res.drain = cfg.drainMax
+	res.recount(false)
+	cfg.progress.logf("%s: %d msg/s: delivered %d/%d, p50 %s p99 %s (raw p99 %s), server %.1f µs/msg, load generator %.2f cores, pass=%v %s",
+		label, rate, res.delivered, n, ms(res.corrected.p50), ms(res.corrected.p99), ms(res.raw.p99),
+		res.usPerMsg(res.serverCPU()), res.loadCPU.Seconds()/max(res.window.Seconds(), 1e-9), res.pass, res.why)
+	time.Sleep(settle)
+	return res
+}
+
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000)
+}
+
+// runAll runs every (row, U, system) of cfg in turn and returns the results.
+func runAll(ctx context.Context, cfg *config) ([]runResult, error) {
+	if err := os.MkdirAll(cfg.workDir, 0o755); err != nil {
+		return nil, err
+	}
+	cfg.progress.set("building zzim and Centrifugo", nil)
+	zzimBin, centBin, err := buildBinaries(cfg.repo, cfg.binDir)
+	if err != nil {
+		return nil, err
+	}
+	var out []runResult
+	for _, row := range cfg.rows {
+		if row == rowDurable {
+			if err := haveDurableDeps(); err != nil {
+				for _, n := range cfg.users {
+					for _, s := range cfg.systems {
+						out = append(out, runResult{system: s, row: row, users: n, err: err})
+					}
+				}
+				continue
+			}
+		}
+		for _, n := range cfg.users {
+			for _, s := range cfg.systems {
+				if ctx.Err() != nil {
+					out = append(out, runResult{system: s, row: row, users: n, err: ctx.Err()})
+					continue
+				}
+				out = append(out, runOne(ctx, cfg, s, row, n, zzimBin, centBin))
+			}
+		}
+	}
+	return out, nil
+}
+
+// progress prints what the benchmark is doing: redrawn on a terminal, one
+// line every progressEvery in a log.
+type progress struct {
+	mu    sync.Mutex
+	label string
+	st    *stepTrack
+	tty   bool
+	start time.Time
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+const progressEvery = 5 * time.Second
+
+func newProgress() *progress {
+	fi, err := os.Stderr.Stat()
+	p := &progress{tty: err == nil && fi.Mode()&os.ModeCharDevice != 0, start: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
+	go p.loop()
+	return p
+}
+
+func (p *progress) set(label string, st *stepTrack) {
+	p.mu.Lock()
+	p.label, p.st = label, st
+	p.mu.Unlock()
+}
+
+func (p *progress) line() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := fmt.Sprintf("[%s] %s", time.Since(p.start).Round(time.Second), p.label)
+	if p.st != nil {
+		s += fmt.Sprintf(": offered %d/%d, acked %d, delivered %d", p.st.offered.Load(), p.st.n, p.st.acked.Load(), p.st.delivered.Load())
+	}
+	return s
+}
+
+func (p *progress) loop() {
+	defer close(p.done)
+	every := progressEvery
+	if p.tty {
+		every = 500 * time.Millisecond
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.stop:
+			if p.tty {
+				fmt.Fprint(os.Stderr, "\r\033[K")
+			}
+			return
+		case <-tick.C:
+			if p.tty {
+				fmt.Fprintf(os.Stderr, "\r\033[K%s", p.line())
+			} else {
+				fmt.Fprintln(os.Stderr, p.line())
+			}
+		}
+	}
+}
+
+// logf prints a finished step on its own line.
+func (p *progress) logf(format string, args ...any) {
+	if p.tty {
+		fmt.Fprint(os.Stderr, "\r\033[K")
+	}
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+}
+
+func (p *progress) close() {
+	close(p.stop)
+	<-p.done
+}
+
+func absDir(d string) string {
+	if a, err := filepath.Abs(d); err == nil {
+		return a
+	}
+	return d
+}

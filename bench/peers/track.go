@@ -1,0 +1,172 @@
+package main
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// A message's body names its step, its id within the step and its
+// recipient, then pads to a chat message's size:
+//
+//	<step>:<id>:<to>:<text>
+//
+// The recipient measures latency from the same process's clock, so the
+// body needs no timestamp: the tracker holds each message's intended and
+// actual send times.
+const bodyText = "hi, is the bike still for sale? I can pick it up tomorrow"
+
+func body(step, id, to int) []byte {
+	b := make([]byte, 0, 24+len(bodyText))
+	b = strconv.AppendInt(b, int64(step), 10)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, int64(id), 10)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, int64(to), 10)
+	b = append(b, ':')
+	return append(b, bodyText...)
+}
+
+// parseBody returns step, id and recipient, ok false for a body not ours.
+func parseBody(b string) (step, id, to int, ok bool) {
+	var f [3]int
+	n, v, digits := 0, 0, 0
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c == ':' {
+			if digits == 0 {
+				return 0, 0, 0, false
+			}
+			f[n], v, digits = v, 0, 0
+			if n++; n == 3 {
+				return f[0], f[1], f[2], true
+			}
+			continue
+		}
+		if c < '0' || c > '9' {
+			return 0, 0, 0, false
+		}
+		v, digits = v*10+int(c-'0'), digits+1
+	}
+	return 0, 0, 0, false
+}
+
+// histMax bounds recorded latencies (µs): two minutes.
+const histMax = 120_000_000
+
+// stepTrack counts one step's messages and their latencies. Ids are
+// 0..n-1 in schedule order; intended[i] is when message i was due
+// (nanoseconds from the run's epoch), sent[i] when its client took it.
+type stepTrack struct {
+	n            int
+	intended     []int64
+	sent         []atomic.Int64
+	deliveries   []atomic.Int32
+	warmEnd      int64 // messages intended before this are warm-up
+	offered      atomic.Int64
+	acked        atomic.Int64
+	ackFailed    atomic.Int64
+	delivered    atomic.Int64 // distinct messages delivered
+	dups         atomic.Int64 // deliveries of a message already delivered
+	misdelivered atomic.Int64 // deliveries to a user who is not the recipient
+
+	mu        sync.Mutex
+	corrected *hdrhistogram.Histogram // from the intended time (coordinated omission corrected)
+	raw       *hdrhistogram.Histogram // from when the client took the send
+}
+
+func newStepTrack(n int, warmEnd int64) *stepTrack {
+	return &stepTrack{
+		n: n, intended: make([]int64, n), sent: make([]atomic.Int64, n), deliveries: make([]atomic.Int32, n),
+		warmEnd:   warmEnd,
+		corrected: hdrhistogram.New(1, histMax, 3), raw: hdrhistogram.New(1, histMax, 3),
+	}
+}
+
+// tracker holds every step of one run (one system, row and U).
+type tracker struct {
+	epoch time.Time
+	steps []atomic.Pointer[stepTrack] // by step number
+	// windowDeliveries counts deliveries (of any step) while counting is on:
+	// the CPU per message divides the server's CPU in the measured window
+	// by what was delivered in it.
+	counting         atomic.Bool
+	windowDeliveries atomic.Int64
+	echoes           atomic.Int64 // a sender seeing its own message (Centrifugo's channel echo)
+	foreign          atomic.Int64 // bodies that are not ours
+}
+
+// stepsMax bounds the steps of one run.
+const stepsMax = 64
+
+func newTracker() *tracker {
+	return &tracker{epoch: time.Now(), steps: make([]atomic.Pointer[stepTrack], stepsMax)}
+}
+
+func (t *tracker) now() int64 { return int64(time.Since(t.epoch)) }
+
+// deliver is called by user `me` for every message handed to it.
+func (t *tracker) deliver(me int, b string) {
+	at := t.now()
+	step, id, to, ok := parseBody(b)
+	if !ok || step < 0 || step >= stepsMax {
+		t.foreign.Add(1)
+		return
+	}
+	s := t.steps[step].Load()
+	if s == nil || id < 0 || id >= s.n {
+		t.foreign.Add(1)
+		return
+	}
+	if to != me {
+		if me == sender(to) {
+			t.echoes.Add(1)
+		} else {
+			s.misdelivered.Add(1)
+		}
+		return
+	}
+	if s.deliveries[id].Add(1) > 1 {
+		s.dups.Add(1)
+		return
+	}
+	s.delivered.Add(1)
+	if t.counting.Load() {
+		t.windowDeliveries.Add(1)
+	}
+	intended := s.intended[id]
+	if intended < s.warmEnd {
+		return
+	}
+	corrected := max((at-intended)/1000, 1)
+	raw := corrected
+	if sent := s.sent[id].Load(); sent > 0 {
+		raw = max((at-sent)/1000, 1)
+	}
+	s.mu.Lock()
+	_ = s.corrected.RecordValue(min(corrected, histMax))
+	_ = s.raw.RecordValue(min(raw, histMax))
+	s.mu.Unlock()
+}
+
+// sender is the partner of user u: users 2k and 2k+1 form pair k.
+func sender(to int) int { return to ^ 1 }
+
+type quantiles struct {
+	p50, p99, max time.Duration
+	n             int64
+}
+
+func q(h *hdrhistogram.Histogram) quantiles {
+	us := func(v int64) time.Duration { return time.Duration(v) * time.Microsecond }
+	return quantiles{p50: us(h.ValueAtQuantile(50)), p99: us(h.ValueAtQuantile(99)), max: us(h.Max()), n: h.TotalCount()}
+}
+
+func (s *stepTrack) latencies() (corrected, raw quantiles) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return q(s.corrected), q(s.raw)
+}
