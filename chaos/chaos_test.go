@@ -15,7 +15,7 @@ import (
 )
 
 func testEnv(services ...string) *Env {
-	paths := planPaths(services)
+	paths := planPaths(services, depLayout{})
 	px := &proxies{paths: map[string]path{}}
 	for _, p := range paths {
 		px.paths[p.name()] = p
@@ -25,7 +25,7 @@ func testEnv(services ...string) *Env {
 
 func TestPlanPaths(t *testing.T) {
 	services := []string{"entry-0", "logic-0", "logic-1", "das-0"}
-	paths := planPaths(services)
+	paths := planPaths(services, depLayout{})
 	// 4*3 service pairs, NATS and Redis for each, MariaDB for das only.
 	if got, want := len(paths), 4*3+4*2+1; got != want {
 		t.Fatalf("got %d paths, want %d", got, want)

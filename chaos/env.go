@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/zzim/zzim/internal/testdeps"
 	"github.com/zzim/zzim/system/bugs"
 	"github.com/zzim/zzim/system/cluster"
+	"github.com/zzim/zzim/system/natsdeps"
 	"github.com/zzim/zzim/system/node"
 )
 
@@ -43,6 +45,12 @@ type EnvConfig struct {
 	// LogicBusinesses is --logic-businesses ("" : every slot serves all).
 	LogicBusinesses string
 	Log             *slog.Logger
+	// ReplicatedDB starts a MariaDB primary and a semi-synchronous replica
+	// (ha.go) instead of one server. The bug no-semisync turns the
+	// primary's semi-sync wait off before the run.
+	ReplicatedDB bool
+	// NATSCluster starts a 3-node JetStream cluster instead of one server.
+	NATSCluster bool
 }
 
 // Env is one chaos environment: a private network with MariaDB, Redis,
@@ -57,9 +65,11 @@ type Env struct {
 	order    []string            // services in node.Roles order
 	proxies  *proxies
 
-	// DSN reaches MariaDB's database zzim from the host (the ground truth dump).
+	// DSN reaches the first primary's database zzim from the host; after a
+	// failover the ground truth is at PrimaryDSN.
 	DSN string
-	// NATSURL reaches NATS from the host (platform notices without httpentry).
+	// NATSURL reaches NATS from the host (platform notices without
+	// httpentry): every node's URL, comma-separated.
 	NATSURL string
 	// Entries are the entries' app addresses on the host, in slot order.
 	Entries []string
@@ -69,9 +79,17 @@ type Env struct {
 	// Removed is filled by Close.
 	Removed Teardown
 
-	mu      sync.Mutex
-	paused  map[string]bool
-	stopped map[string]bool
+	natsNodes []string // NATS containers
+	dsns      map[string]string
+	// ReplicationSetup is the replication state checked before the run
+	// (a replicated database only).
+	ReplicationSetup *SemiSync
+
+	mu           sync.Mutex
+	primary      string // the MariaDB container das writes to
+	paused       map[string]bool
+	stopped      map[string]bool
+	disconnected map[string]bool
 	// starts counts Start calls per service: a service's incarnation, so
 	// the scraper knows when its counters began again from zero.
 	starts map[string]int
@@ -92,7 +110,8 @@ func NewEnv(ctx context.Context, cfg EnvConfig) (env *Env, err error) {
 		return nil, err
 	}
 	e := &Env{Run: runID(), cfg: cfg, d: d, deps: map[string]*started{}, services: map[string]*started{},
-		paused: map[string]bool{}, stopped: map[string]bool{}, starts: map[string]int{}}
+		paused: map[string]bool{}, stopped: map[string]bool{}, disconnected: map[string]bool{}, starts: map[string]int{},
+		natsNodes: natsNodeNames(cfg.NATSCluster), dsns: map[string]string{}, primary: depMariaDB}
 	defer func() {
 		if err != nil {
 			e.Close()
@@ -122,13 +141,39 @@ func runID() string {
 }
 
 func (e *Env) startDeps(ctx context.Context) error {
+	// The paths are planned first: the replica's primary is its path.
+	paths := planPaths(e.order, depLayout{nats: e.natsNodes, replicated: e.cfg.ReplicatedDB})
+	// Redis keeps nothing on disk: a killed Redis comes back empty, as
+	// presence may (clients' heartbeats restore it).
 	specs := []containerSpec{
-		{name: depMariaDB, image: testdeps.MariaDBImage, publish: []string{"3306/tcp"}, ready: logWait("ready for connections")},
-		{name: depRedis, image: testdeps.RedisImage, ready: logWait("Ready to accept connections")},
-		{name: depNATS, image: testdeps.NATSImage, publish: []string{"4222/tcp"}, ready: logWait("Server is ready")},
+		{name: depRedis, image: testdeps.RedisImage, cmd: []string{"--save", "", "--appendonly", "no"},
+			ready: logWait("Ready to accept connections")},
 		{name: "toxiproxy", image: ToxiproxyImage, publish: []string{toxiproxyAPIPort}, ready: wait.ForAll(
 			logWait("Starting Toxiproxy HTTP server"),
 			wait.ForHTTP("/version").WithPort(toxiproxyAPIPort).WithStartupTimeout(startupTimeout))},
+	}
+	db := containerSpec{name: depMariaDB, image: testdeps.MariaDBImage, publish: []string{"3306/tcp"}, ready: logWait("ready for connections")}
+	if e.cfg.ReplicatedDB {
+		db.env = map[string]string{"ZZIM_MARIADB_ROLE": "primary"}
+		var replPath path
+		for _, p := range paths {
+			if p.from == depReplica {
+				replPath = p
+			}
+		}
+		specs = append(specs, containerSpec{name: depReplica, image: testdeps.MariaDBImage, publish: []string{"3306/tcp"},
+			env:   map[string]string{"ZZIM_MARIADB_ROLE": "replica", "ZZIM_MARIADB_PRIMARY": replPath.listen()},
+			ready: logWait("ready for connections")})
+	}
+	specs = append(specs, db)
+	for _, n := range e.natsNodes {
+		spec := containerSpec{name: n, image: testdeps.NATSImage, publish: []string{natsClientPort, natsMonitorPort},
+			ready: logWait("Server is ready")}
+		if e.cfg.NATSCluster {
+			spec.cmd = []string{"--config", "/etc/nats/cluster.conf"}
+			spec.env = map[string]string{"ZZIM_NATS_NAME": n}
+		}
+		specs = append(specs, spec)
 	}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
@@ -146,24 +191,88 @@ func (e *Env) startDeps(ctx context.Context) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	e.DSN = testdeps.MariaDBDSN(e.deps[depMariaDB].hosts["3306/tcp"], "zzim")
-	e.NATSURL = "nats://" + e.deps[depNATS].hosts["4222/tcp"]
-	if err := probe(ctx, "mariadb", func(ctx context.Context) error {
-		db, err := sql.Open("mysql", e.DSN)
-		if err != nil {
-			return err
+	for _, name := range []string{depMariaDB, depReplica} {
+		if st := e.deps[name]; st != nil {
+			e.dsns[name] = testdeps.MariaDBDSN(st.hosts["3306/tcp"], "zzim")
 		}
-		defer db.Close()
-		return db.PingContext(ctx)
-	}); err != nil {
+	}
+	e.DSN = e.dsns[depMariaDB]
+	var urls []string
+	for _, n := range e.natsNodes {
+		urls = append(urls, "nats://"+e.deps[n].hosts[natsClientPort])
+	}
+	e.NATSURL = strings.Join(urls, ",")
+	if err := probe(ctx, "mariadb", func(ctx context.Context) error { return pingDB(ctx, e.DSN) }); err != nil {
 		return err
 	}
-	px, err := newProxies("http://"+e.deps["toxiproxy"].hosts[toxiproxyAPIPort], planPaths(e.order))
+	px, err := newProxies("http://"+e.deps["toxiproxy"].hosts[toxiproxyAPIPort], paths)
 	if err != nil {
 		return err
 	}
 	e.proxies = px
+	if e.cfg.ReplicatedDB {
+		if err := e.setupReplication(ctx); err != nil {
+			return err
+		}
+	}
+	// JetStream answers /healthz once it is current: on a cluster, once a
+	// meta leader is elected. Services create their streams at start.
+	for _, n := range e.natsNodes {
+		url := "http://" + e.deps[n].hosts[natsMonitorPort] + "/healthz"
+		if err := probe(ctx, n+" /healthz", func(ctx context.Context) error { return httpOK(ctx, url) }); err != nil {
+			return err
+		}
+	}
+	if e.cfg.NATSCluster {
+		if _, err := e.waitNATSLeader(ctx); err != nil {
+			return err
+		}
+		// The streams and the bucket are created once, at R3, before the
+		// services start: a fresh cluster places R3 assets one at a time,
+		// and every service creating them at once timed out (each service
+		// then finds them and only checks their configuration).
+		if err := probe(ctx, "nats streams", func(ctx context.Context) error {
+			nd, err := natsdeps.Connect(ctx, e.NATSURL, natsdeps.Options{Name: "zzim-chaos-setup"})
+			if err != nil {
+				return err
+			}
+			nd.Close()
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// setupReplication waits for the replica, and sets the semi-sync wait as
+// the run wants it: on, checked ON with the replica as its client (so it
+// cannot silently be asynchronous), or off for the no-semisync bug.
+func (e *Env) setupReplication(ctx context.Context) error {
+	semiSync := !e.cfg.Bugs.On(bugNoSemiSync)
+	if !semiSync {
+		if err := e.SetSemiSync(ctx, false); err != nil {
+			return fmt.Errorf("no-semisync: %w", err)
+		}
+	}
+	if err := e.waitReplication(ctx, semiSync); err != nil {
+		return err
+	}
+	st, err := e.SemiSyncState(ctx)
+	if err != nil {
+		return err
+	}
+	e.ReplicationSetup = &st
+	return nil
+}
+
+func pingDB(ctx context.Context, dsn string) error {
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.PingContext(ctx)
 }
 
 // startServices starts every zzim service at once: internal links redial
@@ -230,9 +339,15 @@ func (e *Env) serviceSpec(name string) (containerSpec, error) {
 		addr, _ := e.proxies.addr(name, peer)
 		args = append(args, "--peer", peer+"="+addr)
 	}
-	natsAddr, _ := e.proxies.addr(name, depNATS)
+	// Every NATS node's URL: the client fails over between them, and a
+	// list of three makes the streams and the registry R3 (natsdeps).
+	var natsURLs []string
+	for _, n := range e.natsNodes {
+		addr, _ := e.proxies.addr(name, n)
+		natsURLs = append(natsURLs, "nats://"+addr)
+	}
 	redisAddr, _ := e.proxies.addr(name, depRedis)
-	args = append(args, "--nats", "nats://"+natsAddr, "--redis", redisAddr)
+	args = append(args, "--nats", strings.Join(natsURLs, ","), "--redis", redisAddr)
 	publish := []string{metricsPort}
 	switch a.Role {
 	case node.RoleEntry:
@@ -350,7 +465,13 @@ func (e *Env) Disconnect(ctx context.Context, service string) error {
 	if err != nil {
 		return err
 	}
-	return e.d.disconnect(ctx, e.nw.ID, st.id)
+	if err := e.d.disconnect(ctx, e.nw.ID, st.id); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.disconnected[service] = true
+	e.mu.Unlock()
+	return nil
 }
 
 // Reconnect puts it back with its alias.
@@ -359,7 +480,13 @@ func (e *Env) Reconnect(ctx context.Context, service string) error {
 	if err != nil {
 		return err
 	}
-	return e.d.connect(ctx, e.nw.ID, st.id, []string{st.spec.name})
+	if err := e.d.connect(ctx, e.nw.ID, st.id, []string{st.spec.name}); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	delete(e.disconnected, service)
+	e.mu.Unlock()
+	return nil
 }
 
 // Close removes every container and the network of the run, whatever
@@ -370,7 +497,7 @@ func (e *Env) Close() error {
 	defer cancel()
 	e.mu.Lock()
 	for s := range e.paused {
-		if st := e.services[s]; st != nil {
+		if st, err := e.container(s); err == nil {
 			_ = e.d.unpause(ctx, st.id)
 		}
 	}
@@ -403,7 +530,12 @@ type Teardown struct {
 
 // probe calls check until it succeeds or startupTimeout passes.
 func probe(ctx context.Context, what string, check func(ctx context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, startupTimeout)
+	return probeFor(ctx, startupTimeout, what, check)
+}
+
+// probeFor calls check until it succeeds or d passes.
+func probeFor(ctx context.Context, d time.Duration, what string, check func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	for {
 		attemptCtx, attemptCancel := context.WithTimeout(ctx, 3*time.Second)

@@ -2,13 +2,19 @@ package chaos
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/zzim/zzim/internal/testdeps"
 	"github.com/zzim/zzim/scenarios"
+	"github.com/zzim/zzim/system/mq"
+	"github.com/zzim/zzim/system/natsdeps"
 	"github.com/zzim/zzim/system/node"
 )
 
@@ -177,5 +183,120 @@ func assertNothingLeft(ctx context.Context, t *testing.T, run string) {
 	c, n, err := d.removeRun(ctx, run)
 	if err != nil || c != 0 || n != 0 {
 		t.Errorf("after the run: got %d containers, %d networks left (err %v), want none", c, n, err)
+	}
+}
+
+// TestEnvReplicated starts the replicated dependencies: the primary waits
+// for its replica (semi-sync ON, one client), the services' streams and
+// registry bucket are R3 on the NATS cluster, killing the meta leader
+// elects another, and a promotion makes the replica a writable primary
+// that das reaches through its re-pointed path. Close leaves nothing.
+func TestEnvReplicated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts containers")
+	}
+	requireDocker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	env, err := NewEnv(ctx, EnvConfig{Topology: map[node.Role]int{node.RoleEntry: 1, node.RoleLogic: 1, node.RoleDas: 1, node.RoleExtLogic: 1},
+		Secret: "chaos-test", ReplicatedDB: true, NATSCluster: true})
+	if err != nil {
+		t.Fatalf("NewEnv: %v", err)
+	}
+	run := env.Run
+	defer func() {
+		if err := env.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+		assertNothingLeft(context.Background(), t, run)
+	}()
+	if rs := env.ReplicationSetup; rs == nil || !rs.Enabled || !rs.Status || rs.Clients != 1 {
+		t.Fatalf("got replication %+v, want semi-sync enabled, ON, one client", rs)
+	}
+	// The services created the streams and the bucket with all three URLs.
+	nc, err := nats.Connect(env.NATSURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{mq.StreamOffline, "KV_" + natsdeps.RegistryBucket} {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatalf("stream %s: %v", name, err)
+		}
+		if got := s.CachedInfo().Config.Replicas; got != 3 {
+			t.Errorf("stream %s: got %d replicas, want 3", name, got)
+		}
+	}
+	leader, err := env.NATSLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Kill(ctx, leader); err != nil {
+		t.Fatal(err)
+	}
+	next, err := env.waitNATSLeader(ctx)
+	if err != nil || next == leader {
+		t.Errorf("after killing meta leader %s: got leader %q (%v), want another", leader, next, err)
+	}
+	if err := env.Start(ctx, leader); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.waitNATSHealthy(ctx, leader); err != nil {
+		t.Error(err)
+	}
+
+	// A commit on the primary reaches the replica before it returns.
+	db, err := sql.Open("mysql", env.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "CREATE TABLE zzim.ha_probe (id INT PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, "INSERT INTO zzim.ha_probe VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := env.SemiSyncState(ctx)
+	if err != nil || st.YesTx < 2 || st.NoTx != 0 {
+		t.Errorf("got semi-sync %+v (%v), want the two commits acknowledged by the replica", st, err)
+	}
+	if err := env.Kill(ctx, depMariaDB); err != nil {
+		t.Fatal(err)
+	}
+	pr, err := env.Promote(ctx)
+	if err != nil {
+		t.Fatalf("promote: %v", err)
+	}
+	if env.Primary() != depReplica || env.PrimaryDSN() == env.DSN {
+		t.Fatalf("got primary %s at %s, want the replica", env.Primary(), env.PrimaryDSN())
+	}
+	t.Logf("promotion %+v", pr)
+	ndb, err := sql.Open("mysql", env.PrimaryDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ndb.Close()
+	var n int
+	if err := ndb.QueryRowContext(ctx, "SELECT COUNT(*) FROM zzim.ha_probe").Scan(&n); err != nil || n != 1 {
+		t.Errorf("promoted replica: got %d rows (%v), want 1", n, err)
+	}
+	if _, err := ndb.ExecContext(ctx, "INSERT INTO zzim.ha_probe VALUES (2)"); err != nil {
+		t.Errorf("promoted replica refuses writes: %v", err)
+	}
+	// das's path now leads to the promoted server.
+	p, err := env.proxies.api.Proxy("das-0->" + depMariaDB)
+	if err != nil || p.Upstream != depReplica+":3306" {
+		t.Errorf("das-0's path: got upstream %q (%v), want %s:3306", p.Upstream, err, depReplica)
+	}
+	if err := probe(ctx, "das-0 /readyz", func(ctx context.Context) error {
+		return httpOK(ctx, env.MetricsURL("das-0")[:len(env.MetricsURL("das-0"))-len("/metrics")]+"/readyz")
+	}); err != nil {
+		t.Error(err)
 	}
 }

@@ -63,10 +63,13 @@ type FaultRecord struct {
 	Err   string `json:"error,omitempty"`
 }
 
-// injection is what a fault does: start it, and end it (nil: nothing to undo).
+// injection is what a fault does: prepare the environment before the
+// traffic (nil: nothing to prepare), start it, and end it (nil: nothing to
+// undo).
 type injection struct {
-	start func(ctx context.Context) error
-	stop  func(ctx context.Context) error
+	prepare func(ctx context.Context) error
+	start   func(ctx context.Context) error
+	stop    func(ctx context.Context) error
 }
 
 // faultPlan is the scaled fault schedule of one run.
@@ -74,6 +77,9 @@ type faultPlan struct {
 	env     *Env
 	records []*FaultRecord
 	inj     []injection
+	// dep is what the dependency faults did (depfaults.go).
+	dep depState
+	mu  sync.Mutex // guards the records' notes while faults run
 }
 
 // scaleTime maps a scenario time to the run's.
@@ -89,7 +95,7 @@ func planFaults(env *Env, faults []scenarios.Fault, scale float64) *faultPlan {
 		if f.For > 0 {
 			r.For = max(scaleTime(f.For.D(), scale), forMin)
 		}
-		inj, status, note := p.injection(f, "chaos"+strconv.Itoa(i))
+		inj, status, note := p.injection(f, "chaos"+strconv.Itoa(i), r)
 		r.Status, r.Note = status, note
 		p.records = append(p.records, r)
 		p.inj = append(p.inj, inj)
@@ -97,9 +103,12 @@ func planFaults(env *Env, faults []scenarios.Fault, scale float64) *faultPlan {
 	return p
 }
 
-// injection maps one fault; name labels its toxics.
-func (p *faultPlan) injection(f scenarios.Fault, name string) (injection, string, string) {
+// injection maps one fault; name labels its toxics, r is its record.
+func (p *faultPlan) injection(f scenarios.Fault, name string, r *FaultRecord) (injection, string, string) {
 	e := p.env
+	if inj, status, note, ok := p.depInjection(f, r); ok {
+		return inj, status, note
+	}
 	nodes := func() []string { return e.expand(f.Target) }
 	each := func(op func(context.Context, string) error) func(context.Context) error {
 		return func(ctx context.Context) error {
@@ -150,7 +159,7 @@ func (p *faultPlan) injection(f scenarios.Fault, name string) (injection, string
 		return p.toxicInjection(paths, name, "timeout", "upstream", 1, toxiproxy.Attributes{"timeout": 0}),
 			StatusApproximated, "every das->mariadb path blackholed (the database itself keeps running)"
 	case scenarios.MQOutage:
-		paths := e.proxies.match("*", depNATS, false)
+		paths := e.proxies.match("*", depNATS+"-*", false) // "nats", or every node of a cluster
 		return p.toxicInjection(paths, name, "timeout", "upstream", 1, toxiproxy.Attributes{"timeout": 0}),
 			StatusApproximated, "every path to NATS blackholed (queue and registry both: one connection carries them)"
 	}
@@ -265,6 +274,19 @@ func (p *faultPlan) allSkipped() bool {
 	return true
 }
 
+// prepare runs every fault's preparation before the traffic; a failure
+// marks the fault failed (the run then fails) and skips its start.
+func (p *faultPlan) prepare(ctx context.Context) {
+	for i, r := range p.records {
+		if r.Status == StatusSkipped || p.inj[i].prepare == nil {
+			continue
+		}
+		if err := p.inj[i].prepare(ctx); err != nil {
+			r.Status, r.Err = StatusFailed, "prepare: "+err.Error()
+		}
+	}
+}
+
 // scheduledAction is one start or stop of a fault.
 type scheduledAction struct {
 	at    time.Duration
@@ -277,7 +299,7 @@ type scheduledAction struct {
 func (p *faultPlan) run(ctx context.Context, t0 time.Time, heal <-chan struct{}, now func() int64) {
 	var acts []scheduledAction
 	for i, r := range p.records {
-		if r.Status == StatusSkipped {
+		if r.Status == StatusSkipped || r.Status == StatusFailed {
 			continue
 		}
 		acts = append(acts, scheduledAction{at: r.At, fault: i})

@@ -198,6 +198,27 @@ var ExercisedCounters = []struct{ Name, Meaning string }{
 	{"longpoll_timeouts", "zzim_httpentry_poll_timeouts"},
 	{"longpoll_reconnects", "long-poll clients' logins after their first"},
 	{"presence_misses", "zzim_entry_pushes_failed + zzim_httpentry_pushes_failed"},
+	{"db_crash_recoveries", "the harness: the killed primary started again and answered"},
+	{"db_failovers", "the harness: the replica promoted and das's paths re-pointed"},
+	{"db_lost_acknowledged", "acknowledged sends whose seq the store (the promoted primary after a failover) does not hold with their client_msg_id"},
+	{"nats_node_restarts", "the harness: a killed NATS node started again and healthy"},
+	{"nats_leader_changes", "the harness: the JetStream meta leader read after a NATS fault differs from the one before"},
+	{"presence_lost", "the harness: Redis keys (presence entries) held when Redis was killed"},
+}
+
+// depExercised are the dependency counters, from what the harness saw
+// (nil: no dependency fault) and the lost acknowledged sends.
+func depExercised(d *DepCounters, lost int) map[string]uint64 {
+	out := map[string]uint64{"db_lost_acknowledged": uint64(lost)}
+	if d == nil {
+		d = &DepCounters{}
+	}
+	out["db_crash_recoveries"] = uint64(d.DBCrashRecoveries)
+	out["db_failovers"] = uint64(d.DBFailovers)
+	out["nats_node_restarts"] = uint64(d.NATSNodeRestarts)
+	out["nats_leader_changes"] = uint64(d.NATSLeaderChanges)
+	out["presence_lost"] = uint64(d.PresenceLost)
+	return out
 }
 
 // exercised computes every counter of ExercisedCounters.

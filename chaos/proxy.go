@@ -18,6 +18,8 @@ import (
 //	das-1->mariadb     das-1's database connections
 //	logic-2->redis     logic-2's presence connections
 //	extlogic-0->nats   extlogic-0's queue and registry connection
+//	logic-0->nats-1    with a NATS cluster, one path per node
+//	mariadb-replica->mariadb  the replication stream (a replicated database)
 //
 // Clients reach entries and httpentries directly on published ports: a
 // partition between entry and logic does not cut the clients off.
@@ -51,9 +53,19 @@ func (p path) name() string { return p.from + "->" + p.to }
 // listen is the address from dials instead of to.
 func (p path) listen() string { return "toxiproxy:" + strconv.Itoa(p.port) }
 
+// depLayout names the dependencies the paths lead to.
+type depLayout struct {
+	nats       []string // "nats", or "nats-0".."nats-2"
+	replicated bool     // a MariaDB replica replicates through its own path
+}
+
 // planPaths makes every path of a cluster: each ordered pair of distinct
-// services, and each service to the dependencies it uses.
-func planPaths(services []string) []path {
+// services, each service to the dependencies it uses, and the replication
+// path.
+func planPaths(services []string, deps depLayout) []path {
+	if len(deps.nats) == 0 {
+		deps.nats = []string{depNATS}
+	}
 	var out []path
 	add := func(from, to, upstream string) {
 		out = append(out, path{from: from, to: to, upstream: upstream, port: proxyPortBase + len(out)})
@@ -66,11 +78,16 @@ func planPaths(services []string) []path {
 		}
 	}
 	for _, a := range services {
-		add(a, depNATS, depNATS+":4222")
+		for _, n := range deps.nats {
+			add(a, n, n+":4222")
+		}
 		add(a, depRedis, depRedis+":6379")
 		if roleOf(a) == "das" {
 			add(a, depMariaDB, depMariaDB+":3306")
 		}
+	}
+	if deps.replicated {
+		add(depReplica, depMariaDB, depMariaDB+":3306")
 	}
 	return out
 }
@@ -173,6 +190,24 @@ func (px *proxies) removeToxic(names []string, toxicName string) error {
 		}
 	}
 	return first
+}
+
+// repoint sends each named path to a new upstream. toxiproxy stops the
+// proxy (closing its connections, so the clients redial) and starts it
+// again on the new upstream; its toxics stay. px.paths keeps the planned
+// upstream: it is only read to start services.
+func (px *proxies) repoint(names []string, upstream string) error {
+	for _, n := range names {
+		p, err := px.api.Proxy(n)
+		if err != nil {
+			return fmt.Errorf("toxiproxy proxy %s: %w", n, err)
+		}
+		p.Upstream = upstream
+		if err := p.Save(); err != nil {
+			return fmt.Errorf("toxiproxy re-point %s to %s: %w", n, upstream, err)
+		}
+	}
+	return nil
 }
 
 // Path toxics an Env offers beyond the scenario vocabulary (toxiproxy's

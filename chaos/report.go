@@ -37,7 +37,18 @@ type Report struct {
 	Missing   []string          `json:"missing,omitempty"`
 	Messages  MessageCounts     `json:"messages"`
 	Latency   Latency           `json:"send_to_ack"`
-	Notes     []string          `json:"notes,omitempty"`
+	// Outage is what clients saw of the faults (sends that failed).
+	Outage Outage `json:"client_outage"`
+	// Replication is the primary's semi-sync state checked before the run
+	// (a replicated database only).
+	Replication *SemiSync `json:"replication,omitempty"`
+	// Dependencies is what the dependency faults did.
+	Dependencies *DepCounters `json:"dependencies,omitempty"`
+	// Lost are acknowledged sends the store does not hold after the run
+	// (the promoted primary's, after a failover); LostCount counts them all.
+	Lost      []LostMessage `json:"lost_acknowledged,omitempty"`
+	LostCount int           `json:"lost_acknowledged_count"`
+	Notes     []string      `json:"notes,omitempty"`
 	// Metrics are the services' zzim_* counters summed over services and
 	// incarnations at the end of the run.
 	Metrics map[string]uint64 `json:"metrics,omitempty"`
@@ -118,11 +129,22 @@ func (r *Report) judge(v *check.Verdict, ops []check.Op, dump []store.Message, w
 		}
 	}
 	r.Latency = sendLatency(ops)
+	r.Outage = clientOutage(ops)
+	lost := lostAcknowledged(ops, dump)
+	r.LostCount = len(lost)
+	r.Lost = lost[:min(len(lost), lostShownMax)]
+	if plan.hasDepFaults() {
+		dc := plan.dep.snapshot()
+		r.Dependencies = &dc
+	}
 	m := &r.Messages
 	m.Sends, m.Refused, m.Acked, m.Failed = w.sends.Load(), w.refused.Load(), w.acked.Load(), w.failed.Load()
 	m.Stored = len(dump)
 	m.NoticesSent, m.NoticesFailed = w.noticesSent.Load(), w.noticesFailed.Load()
 	r.Exercised = scr.exercised(overloaded, w)
+	for k, v := range depExercised(r.Dependencies, len(lost)) {
+		r.Exercised[k] = v
+	}
 	if !v.Pass {
 		r.Reasons = append(r.Reasons, "checkers: "+v.Word()+": "+v.Summary())
 	}
@@ -190,6 +212,42 @@ func (r *Report) WriteText(w io.Writer) error {
 	l := r.Latency
 	ew.printf("send-to-ack: n=%d p50=%v p90=%v p99=%v max=%v\n", l.N, l.P50.Round(time.Microsecond), l.P90.Round(time.Microsecond),
 		l.P99.Round(time.Microsecond), l.Max.Round(time.Microsecond))
+	o := r.Outage
+	switch {
+	case o.FailedSends == 0:
+		ew.printf("client outage: none (no send failed); longest gap between acks %v\n", o.AckGapMax.Round(time.Millisecond))
+	case !o.Recovered:
+		ew.printf("client outage: %d sends failed, no send succeeded after the first failure; longest gap between acks %v\n",
+			o.FailedSends, o.AckGapMax.Round(time.Millisecond))
+	default:
+		ew.printf("client outage: %v from the first failed send to the first successful send after it (%d sends failed); longest gap between acks %v\n",
+			o.Duration.Round(time.Millisecond), o.FailedSends, o.AckGapMax.Round(time.Millisecond))
+	}
+	if rs := r.Replication; rs != nil {
+		ew.printf("replication before the run: semi-sync enabled=%v status=%v clients=%d\n", rs.Enabled, rs.Status, rs.Clients)
+	}
+	if d := r.Dependencies; d != nil {
+		for _, p := range d.Promotions {
+			ew.printf("failover: replica applied its relay log in %v, promoted and das re-pointed in %v, gtid %s\n",
+				p.AppliedWait.Round(time.Millisecond), p.Total.Round(time.Millisecond), p.GTID)
+		}
+		for _, l := range d.Leaders {
+			ew.printf("nats: took %s, meta leader %s before, %s after\n", l.Target, l.Before, l.After)
+		}
+	}
+	if r.LostCount > 0 {
+		ew.printf("lost acknowledged messages: %d (not in the store after the run)\n", r.LostCount)
+		for _, l := range r.Lost {
+			now := ""
+			if l.Replaced != "" {
+				now = " (the seq now holds " + l.Replaced + ")"
+			}
+			ew.printf("  conv=%s seq=%d sender=%s client_msg_id=%s%s\n", l.Conv, l.Seq, l.Sender, l.ClientMsgID, now)
+		}
+		if r.LostCount > len(r.Lost) {
+			ew.printf("  (%d more in report.json's count; listed: the first %d)\n", r.LostCount-len(r.Lost), len(r.Lost))
+		}
+	}
 	if r.Verdict != nil {
 		ew.printf("check: %s\n", r.Verdict.Line())
 	}

@@ -95,7 +95,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 	progress("starting containers (topology %s)", topologyString(sc))
 	env, err := NewEnv(ctx, EnvConfig{Topology: topologyOf(sc), Bugs: set, Secret: chaosSecret, PlatformKey: platformKey,
-		LogicBusinesses: businessesOf(sc), Log: o.Log})
+		LogicBusinesses: businessesOf(sc), Log: o.Log, ReplicatedDB: needsReplicatedDB(sc.Faults), NATSCluster: needsNATSCluster(sc.Faults)})
 	if err != nil {
 		return nil, fmt.Errorf("chaos: environment: %w", err)
 	}
@@ -142,6 +142,8 @@ func execute(ctx context.Context, o Options, env *Env, rep *Report, set bugs.Set
 
 	plan := planFaults(env, sc.Faults, rep.Scale)
 	rep.Faults = plan.records
+	rep.Replication = env.ReplicationSetup
+	plan.prepare(ctx)
 	traffic := max(scaleTime(sc.Duration.D(), rep.Scale), trafficMin)
 	now := func() int64 { return w.clock.Now().UnixNano() }
 	heal := make(chan struct{})
@@ -161,7 +163,8 @@ func execute(ctx context.Context, o Options, env *Env, rep *Report, set bugs.Set
 	progress("traffic done (%d sends); healed; waiting up to %s for acks", w.sends.Load(), settle)
 	_ = waitUntil(ctx, settle, func() bool { return w.unacked() == 0 })
 	rep.Messages.UnackedAtEnd = w.unacked()
-	dump, err := dumpStore(ctx, env.DSN)
+	// After a failover the ground truth is what the promoted primary holds.
+	dump, err := dumpStore(ctx, env.PrimaryDSN())
 	if err != nil {
 		w.finish()
 		return err
@@ -173,7 +176,7 @@ func execute(ctx context.Context, o Options, env *Env, rep *Report, set bugs.Set
 	w.finish()
 	// The ground truth is read again once no client can record anything
 	// more: an ack recorded before this is of a commit this dump holds.
-	if dump, err = dumpStore(ctx, env.DSN); err != nil {
+	if dump, err = dumpStore(ctx, env.PrimaryDSN()); err != nil {
 		return err
 	}
 	rep.TrafficSeconds = settleStart.Sub(t0).Seconds()
@@ -262,8 +265,8 @@ func checksFor(names []string, bound time.Duration) ([]string, time.Duration, er
 
 // chaosKinds are the fault kinds the harness can do (approximated ones
 // included: see faults.go).
-var chaosKinds = []scenarios.FaultKind{scenarios.Crash, scenarios.Restart, scenarios.Pause, scenarios.Partition,
-	scenarios.Delay, scenarios.Clog, scenarios.DBLatency, scenarios.DBTimeout, scenarios.DBOutage, scenarios.MQOutage}
+var chaosKinds = append([]scenarios.FaultKind{scenarios.Crash, scenarios.Restart, scenarios.Pause, scenarios.Partition,
+	scenarios.Delay, scenarios.Clog, scenarios.DBLatency, scenarios.DBTimeout, scenarios.DBOutage, scenarios.MQOutage}, depKinds...)
 
 func allSkippable(faults []scenarios.Fault) bool {
 	if len(faults) == 0 {
@@ -354,7 +357,8 @@ func (e *Env) saveLogs(dir string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	names := append(e.Services(), depMariaDB, depRedis, depNATS, "toxiproxy")
+	names := append(e.Services(), depMariaDB, depReplica, depRedis, "toxiproxy")
+	names = append(names, e.natsNodes...)
 	sort.Strings(names)
 	for _, n := range names {
 		st, err := e.container(n)

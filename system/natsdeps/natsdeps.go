@@ -7,6 +7,12 @@
 // Registry: a KV bucket whose bucket TTL is the slot TTL and which has
 // LimitMarkerTTL set, so a key that is not refreshed expires and watchers
 // see the expiry (without LimitMarkerTTL they would not).
+//
+// Replication: on a JetStream cluster the streams and the bucket are
+// created with Options.Replicas copies (ReplicasFor: three when the URL
+// lists three servers or more, else one), so losing one node of three
+// loses nothing acknowledged: a publish is acknowledged once a quorum has
+// stored it.
 package natsdeps
 
 import (
@@ -62,6 +68,7 @@ type Deps struct {
 	js          jetstream.JetStream
 	kv          jetstream.KeyValue
 	regTTL      time.Duration
+	replicas    int
 	ackWait     time.Duration
 	viewRefresh time.Duration
 	mu          sync.Mutex
@@ -97,6 +104,30 @@ type Options struct {
 	// ViewRefresh: how often Watch repeats unchanged views (ViewRefreshDefault if 0).
 	ViewRefresh time.Duration
 	Name        string
+	// Replicas is the streams' and the registry bucket's replica count
+	// (0: ReplicasFor(url)). An existing stream is updated to it.
+	Replicas int
+}
+
+// ReplicasMax is the replica count on a cluster: a quorum of two of three
+// survives one node's loss; more copies would only slow every write.
+const ReplicasMax = 3
+
+// ReplicasFor is the default replica count for a URL list: ReplicasMax when
+// it names that many servers or more (a cluster given whole, as zzim's
+// services are), else 1. A cluster reached through one URL is not seen as
+// one: set Options.Replicas.
+func ReplicasFor(url string) int {
+	n := 0
+	for _, u := range strings.Split(url, ",") {
+		if strings.TrimSpace(u) != "" {
+			n++
+		}
+	}
+	if n >= ReplicasMax {
+		return ReplicasMax
+	}
+	return 1
 }
 
 // Connect dials url and creates (or updates) the streams and the registry bucket.
@@ -106,6 +137,9 @@ func Connect(ctx context.Context, url string, o Options) (*Deps, error) {
 	}
 	if o.ViewRefresh == 0 {
 		o.ViewRefresh = ViewRefreshDefault
+	}
+	if o.Replicas == 0 {
+		o.Replicas = ReplicasFor(url)
 	}
 	nc, err := nats.Connect(url, nats.Name(o.Name), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 	if err != nil {
@@ -117,7 +151,7 @@ func Connect(ctx context.Context, url string, o Options) (*Deps, error) {
 		nc.Close()
 		return nil, fmt.Errorf("nats: jetstream: %w", err)
 	}
-	d := &Deps{nc: nc, js: js, regTTL: o.RegistryTTL, ackWait: o.AckWait, viewRefresh: o.ViewRefresh, consumer: map[string]jetstream.Consumer{},
+	d := &Deps{nc: nc, js: js, regTTL: o.RegistryTTL, replicas: o.Replicas, ackWait: o.AckWait, viewRefresh: o.ViewRefresh, consumer: map[string]jetstream.Consumer{},
 		acks: make(chan pendingAck, PublishAsyncMaxPending), stop: make(chan struct{})}
 	if err := d.setup(ctx); err != nil {
 		nc.Close()
@@ -137,6 +171,7 @@ func (d *Deps) setup(ctx context.Context) error {
 		_, err := d.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 			Name: name, Subjects: streams[name], Storage: jetstream.FileStorage,
 			Duplicates: mq.DedupWindow, Retention: jetstream.WorkQueuePolicy, MaxAge: 7 * 24 * time.Hour,
+			Replicas: d.replicas,
 		})
 		if err != nil {
 			return fmt.Errorf("nats: stream %s: %w", name, err)
@@ -144,7 +179,7 @@ func (d *Deps) setup(ctx context.Context) error {
 	}
 	kv, err := d.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: RegistryBucket, History: 1, TTL: d.regTTL, LimitMarkerTTL: d.regTTL,
-		Storage: jetstream.FileStorage,
+		Storage: jetstream.FileStorage, Replicas: d.replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("nats: registry bucket: %w", err)

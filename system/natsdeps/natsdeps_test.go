@@ -163,3 +163,21 @@ func TestRegistryViewsRepeat(t *testing.T) {
 		}
 	}
 }
+
+func TestReplicasFor(t *testing.T) {
+	tests := []struct {
+		url  string
+		want int
+	}{
+		{"nats://127.0.0.1:4222", 1},
+		{"nats://a:4222,nats://b:4222", 1},
+		{"nats://a:4222,nats://b:4222,nats://c:4222", 3},
+		{"nats://a:4222, nats://b:4222 ,nats://c:4222,nats://d:4222", 3},
+		{"nats://a:4222,,", 1},
+	}
+	for _, tc := range tests {
+		if got := ReplicasFor(tc.url); got != tc.want {
+			t.Errorf("ReplicasFor(%q): got %d, want %d", tc.url, got, tc.want)
+		}
+	}
+}
