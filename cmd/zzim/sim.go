@@ -412,30 +412,43 @@ func (e *errWriter) printf(format string, args ...any) {
 	}
 }
 
-// simSweepCmd: zzim sim sweep SCENARIO --seeds A-B [--bug NAME] [--jobs N]
-// [--swarm] [--checks LIST].
+// simSweepCmd: zzim sim sweep SCENARIO --seeds A-B [--shard K/N]
+// [--bug NAME] [--jobs N] [--swarm] [--checks LIST] [--results FILE]
+// [--junit FILE].
 func simSweepCmd() *cobra.Command {
 	var (
-		pf    planFlags
-		seeds string
-		jobs  int
+		pf             planFlags
+		seeds, shard   string
+		jobs           int
+		results, junit string
 	)
 	cmd := &cobra.Command{
 		Use:   "sweep SCENARIO|FILE --seeds A-B",
-		Short: "run a scenario over a range of seeds (parallel across runs)",
+		Short: "run a scenario over a range of seeds (parallel across runs, shardable across machines)",
 		Long: `sweep runs the scenario once per seed, judges each run as sim run does,
 shows a progress line on stderr, prints each failing seed (and, with --swarm,
 every seed's drawn fault mix), and ends with
 
   seeds=N failed=F first_failure=SEED
 
+--shard K/N runs only shard K (counted from 0) of N: the seed at index i of
+the range belongs to shard i mod N. Run shards 0/N .. N-1/N on N machines,
+each with --results FILE, and combine them with zzim sim merge (docs/sweeps.md).
+--junit FILE writes JUnit XML, one test case per seed (SCENARIO/seed=N).
+
 Exit status: 0 when every seed passed, 1 when any failed, 2 usage or setup error.
-Replay a seed with: zzim sim run SCENARIO --seed SEED [--swarm].`,
+Replay a seed with: zzim sim run SCENARIO --seed SEED [--swarm] [--bug ...].`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			list, err := parseSeeds(seeds)
 			if err != nil {
 				return usageErr("--seeds: %w", err)
+			}
+			part := sim.WholeRange
+			if shard != "" {
+				if part, err = sim.ParseShard(shard); err != nil {
+					return usageErr("--shard: %w", err)
+				}
 			}
 			sc, err := openScenario(args[0])
 			if err != nil {
@@ -448,34 +461,74 @@ Replay a seed with: zzim sim run SCENARIO --seed SEED [--swarm].`,
 			if _, err := sim.FromScenario(sc, opts); err != nil {
 				return usageErr("%w", err)
 			}
-			sw := &sweeper{sc: sc, opts: opts, out: cmd.OutOrStdout(), progress: cmd.ErrOrStderr(),
-				total: len(list), start: time.Now()}
+			header := sim.SweepHeader{Scenario: args[0], Name: sc.Name, First: list[0], Last: list[len(list)-1],
+				Shard: part.String(), Bugs: opts.Bugs.String(), Checks: pf.checks, Swarm: pf.swarm}
+			mine := part.Of(header.First, header.Last)
+			sw := &sweeper{sc: sc, opts: opts, header: header, out: cmd.OutOrStdout(),
+				progress: newProgress(cmd.ErrOrStderr(), len(mine))}
+			if results != "" {
+				f, err := os.Create(results)
+				if err != nil {
+					return usageErr("--results: %w", err)
+				}
+				defer f.Close()
+				sw.results = sim.NewResultsWriter(f, header)
+			}
 			if jobs <= 0 {
 				jobs = runtime.GOMAXPROCS(0)
 			}
-			sw.run(cmd, list, jobs)
-			first := "none"
-			if sw.firstFailure != 0 {
-				first = strconv.FormatUint(sw.firstFailure, 10)
-			}
-			fmt.Fprintf(sw.out, "seeds=%d failed=%d first_failure=%s\n", sw.done, sw.failed, first)
-			if sw.setupErr != nil {
-				return usageErr("%w", sw.setupErr)
-			}
-			if sw.failed > 0 {
-				return &exitError{code: 1, err: fmt.Errorf("%d of %d seeds failed", sw.failed, sw.done)}
-			}
-			if sw.done < len(list) {
-				return &exitError{code: 1, err: fmt.Errorf("interrupted after %d of %d seeds", sw.done, len(list))}
-			}
-			return nil
+			sw.run(cmd, mine, jobs)
+			return sw.finish(mine, junit)
 		},
 	}
 	pf.register(cmd)
 	f := cmd.Flags()
-	f.StringVar(&seeds, "seeds", "1-10", "seeds: A-B or N")
+	f.StringVar(&seeds, "seeds", "1-10", "seeds: A-B or N (the whole range, over every shard)")
+	f.StringVar(&shard, "shard", "", "run only shard K of N, counted from 0 (e.g. 2/8): the seeds at index i of the range with i mod N = K")
 	f.IntVar(&jobs, "jobs", 0, "runs in parallel (default: GOMAXPROCS)")
+	f.StringVar(&results, "results", "", "write each seed's result to this file as JSON lines, as seeds finish (input of zzim sim merge)")
+	f.StringVar(&junit, "junit", "", "write a JUnit XML report to this file: a test case per seed, failures with the replay command")
 	return cmd
+}
+
+// finish prints the sweep's last line, writes the JUnit report and picks
+// the exit status.
+func (sw *sweeper) finish(mine []uint64, junit string) error {
+	totals := sim.TotalsOf(sw.records)
+	fmt.Fprintln(sw.out, totals)
+	var fileErr error
+	if sw.results != nil {
+		fileErr = sw.results.Err()
+	}
+	if junit != "" {
+		done := map[uint64]bool{}
+		for _, r := range sw.records {
+			done[r.Seed] = true
+		}
+		var notRun []uint64
+		for _, seed := range mine {
+			if !done[seed] {
+				notRun = append(notRun, seed)
+			}
+		}
+		report := sim.JUnit(sw.header, sortedRecords(sw.records), notRun, "the sweep was interrupted before it")
+		fileErr = errors.Join(fileErr, writeFile(junit, func(w io.Writer) error { return sim.WriteJUnit(w, report) }))
+	}
+	switch {
+	case sw.setupErr != nil || fileErr != nil:
+		return usageErr("%w", errors.Join(sw.setupErr, fileErr))
+	case totals.Failed > 0:
+		return &exitError{code: 1, err: fmt.Errorf("%d of %d seeds failed", totals.Failed, totals.Seeds)}
+	case totals.Seeds < len(mine):
+		return &exitError{code: 1, err: fmt.Errorf("interrupted after %d of %d seeds", totals.Seeds, len(mine))}
+	}
+	return nil
+}
+
+func sortedRecords(rs []sim.SeedRecord) []sim.SeedRecord {
+	out := append([]sim.SeedRecord(nil), rs...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Seed < out[j].Seed })
+	return out
 }
 
 // seedsMax bounds one sweep.
@@ -507,15 +560,15 @@ func parseSeeds(s string) ([]uint64, error) {
 type sweeper struct {
 	sc       *scenarios.Scenario
 	opts     sim.PlanOptions
+	header   sim.SweepHeader
 	out      io.Writer
-	progress io.Writer
-	total    int
-	start    time.Time
+	progress *progress
+	results  *sim.ResultsWriter // nil: no --results
 
-	mu           sync.Mutex
-	done, failed int
-	firstFailure uint64
-	setupErr     error
+	mu       sync.Mutex
+	records  []sim.SeedRecord
+	failed   int
+	setupErr error
 }
 
 func (sw *sweeper) run(cmd *cobra.Command, seeds []uint64, jobs int) {
@@ -541,11 +594,12 @@ feed:
 	}
 	close(next)
 	wg.Wait()
-	fmt.Fprintln(sw.progress)
+	sw.progress.end(len(sw.records), sw.failed)
 }
 
 // one runs and judges one seed, then reports it.
 func (sw *sweeper) one(seed uint64) {
+	start := time.Now()
 	opts := sw.opts
 	opts.Seed = seed
 	plan, err := sim.FromScenario(sw.sc, opts)
@@ -557,29 +611,91 @@ func (sw *sweeper) one(seed uint64) {
 	if err == nil {
 		o, err = plan.Judge(res, sim.JudgeOptions{})
 	}
-	sw.mu.Lock()
-	defer sw.mu.Unlock()
-	sw.done++
-	if plan != nil && plan.Swarm != "" {
-		fmt.Fprintf(sw.out, "seed=%d swarm: %s\n", seed, plan.Swarm)
+	rec := sim.SeedRecord{Seed: seed, Verdict: sim.VerdictPass, WallSeconds: time.Since(start).Seconds()}
+	if plan != nil {
+		rec.Swarm = plan.Swarm
 	}
 	switch {
 	case err != nil:
-		sw.setupErr = errors.Join(sw.setupErr, fmt.Errorf("seed %d: %w", seed, err))
-		sw.fail(seed)
-		fmt.Fprintf(sw.out, "seed=%d error: %v\n", seed, err)
-	case !o.Pass():
-		sw.fail(seed)
-		fmt.Fprintf(sw.out, "%s: %s\n", finalLine(o.Word, res), strings.Join(o.Reasons, "; "))
+		rec.Verdict, rec.Line = sim.VerdictError, fmt.Sprintf("seed=%d error: %v", seed, err)
+	default:
+		rec.Line = finalLine(o.Word, res)
+		if !o.Pass() {
+			rec.Verdict, rec.Reasons = sim.VerdictFail, o.Reasons
+		}
 	}
-	elapsed := time.Since(sw.start).Seconds()
-	fmt.Fprintf(sw.progress, "\rseeds %d/%d failed=%d rate=%.2f/s elapsed=%.0fs ", sw.done, sw.total, sw.failed,
-		float64(sw.done)/max(elapsed, 1e-9), elapsed)
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	sw.records = append(sw.records, rec)
+	if sw.results != nil {
+		sw.results.Write(rec)
+	}
+	if rec.Swarm != "" {
+		fmt.Fprintf(sw.out, "seed=%d swarm: %s\n", seed, rec.Swarm)
+	}
+	switch rec.Verdict {
+	case sim.VerdictError:
+		sw.setupErr = errors.Join(sw.setupErr, fmt.Errorf("seed %d: %w", seed, err))
+		sw.failed++
+		fmt.Fprintln(sw.out, rec.Line)
+	case sim.VerdictFail:
+		sw.failed++
+		fmt.Fprintf(sw.out, "%s: %s\n", rec.Line, strings.Join(rec.Reasons, "; "))
+		fmt.Fprintf(sw.out, "  replay: %s\n", sw.header.ReplayCommand(seed))
+	}
+	sw.progress.update(len(sw.records), sw.failed)
 }
 
-func (sw *sweeper) fail(seed uint64) {
-	sw.failed++
-	if sw.firstFailure == 0 || seed < sw.firstFailure {
-		sw.firstFailure = seed
+// progressLogEvery spaces the progress lines when stderr is not a terminal
+// (a CI log): one line this often, not one per seed.
+const progressLogEvery = 5 * time.Second
+
+// progress is the sweep's progress line on stderr: redrawn in place on a
+// terminal, a line every progressLogEvery in a log, and a last line at the
+// end either way.
+type progress struct {
+	w        io.Writer
+	tty      bool
+	total    int
+	start    time.Time
+	lastLine time.Time
+}
+
+func newProgress(w io.Writer, total int) *progress {
+	now := time.Now()
+	return &progress{w: w, tty: isTerminal(w), total: total, start: now, lastLine: now}
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
 	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func (p *progress) line(done, failed int) string {
+	elapsed := time.Since(p.start).Seconds()
+	return fmt.Sprintf("seeds %d/%d failed=%d rate=%.2f/s elapsed=%.0fs", done, p.total, failed,
+		float64(done)/max(elapsed, 1e-9), elapsed)
+}
+
+func (p *progress) update(done, failed int) {
+	switch {
+	case p.tty:
+		fmt.Fprintf(p.w, "\r%s ", p.line(done, failed))
+	case time.Since(p.lastLine) >= progressLogEvery:
+		p.lastLine = time.Now()
+		fmt.Fprintln(p.w, p.line(done, failed))
+	}
+}
+
+func (p *progress) end(done, failed int) {
+	if p.tty {
+		fmt.Fprintf(p.w, "\r%s \n", p.line(done, failed))
+		return
+	}
+	fmt.Fprintln(p.w, p.line(done, failed))
 }
