@@ -12,6 +12,8 @@ import (
 
 	"github.com/zzim/zzim/check"
 	"github.com/zzim/zzim/scenarios"
+	"github.com/zzim/zzim/system/bugs"
+	"github.com/zzim/zzim/system/store"
 )
 
 func testEnv(services ...string) *Env {
@@ -200,5 +202,108 @@ func TestSendLatencyAndLine(t *testing.T) {
 	r := &Report{Word: "skipped", Seed: 7, Events: 12, TrafficSeconds: 30, SettleSeconds: 1.5, WallSeconds: 50.25}
 	if got, want := r.Line(), "verdict=skipped seed=7 trace=- events=12 sim_seconds=31.5 wall_seconds=50.25"; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestPlanPathsReplicated(t *testing.T) {
+	services := []string{"logic-0", "das-0"}
+	paths := planPaths(services, depLayout{nats: natsNodeNames(true), replicated: true})
+	// 2 service pairs, 3 NATS nodes and Redis each, MariaDB for das, the replication path.
+	if got, want := len(paths), 2+2*4+1+1; got != want {
+		t.Fatalf("got %d paths, want %d", got, want)
+	}
+	px := &proxies{paths: map[string]path{}}
+	for _, p := range paths {
+		px.paths[p.name()] = p
+	}
+	if got := px.match("*", depNATS+"-*", false); len(got) != 6 {
+		t.Errorf("mq-outage paths: got %v, want the 6 paths to the 3 nodes", got)
+	}
+	if got := px.match("das-*", depMariaDB, false); !slices.Equal(got, []string{"das-0->mariadb"}) {
+		t.Errorf("das paths: got %v, want only das-0's (not the replication path)", got)
+	}
+	if _, ok := px.addr(depReplica, depMariaDB); !ok {
+		t.Errorf("no replication path")
+	}
+}
+
+func TestDepFaultsPlanned(t *testing.T) {
+	e := testEnv("entry-0", "logic-0", "das-0")
+	var faults []scenarios.Fault
+	for _, k := range depKinds {
+		faults = append(faults, scenarios.Fault{At: scenarios.Duration(4 * time.Second), For: scenarios.Duration(4 * time.Second), What: k})
+	}
+	p := planFaults(e, faults, 1)
+	for i, r := range p.records {
+		if r.Status != StatusApplied || p.inj[i].start == nil || p.inj[i].stop == nil {
+			t.Errorf("%s: got %s, start %v, stop %v, want applied with both", r.What, r.Status, p.inj[i].start != nil, p.inj[i].stop != nil)
+		}
+	}
+	if !p.hasDepFaults() || !needsReplicatedDB(faults) || !needsNATSCluster(faults) {
+		t.Errorf("got hasDepFaults %v, replicated %v, cluster %v, want all true", p.hasDepFaults(), needsReplicatedDB(faults), needsNATSCluster(faults))
+	}
+	if needsReplicatedDB(faults[:1]) || needsNATSCluster(faults[:1]) {
+		t.Errorf("db-crash alone: want one MariaDB and one NATS server")
+	}
+	if allSkippable(faults) {
+		t.Errorf("dependency faults reported skippable")
+	}
+	async := planFaults(e, []scenarios.Fault{{What: kindDBFailover, Params: map[string]string{"replication": "async", "lag": "500ms"}}}, 1)
+	if n := async.records[0].Note; !strings.Contains(n, "asynchronous") || !strings.Contains(n, "500ms lag") {
+		t.Errorf("got note %q, want asynchronous with a 500ms lag", n)
+	}
+	e.cfg.Bugs = map[bugs.Switch]bool{bugNoSemiSync: true}
+	if n := planFaults(e, faults[1:2], 1).records[0].Note; !strings.Contains(n, "no-semisync") {
+		t.Errorf("got note %q, want it to name the no-semisync bug", n)
+	}
+}
+
+func TestRelayApplied(t *testing.T) {
+	s := map[string]string{"Master_Log_File": "b.000001", "Relay_Master_Log_File": "b.000001", "Read_Master_Log_Pos": "699",
+		"Exec_Master_Log_Pos": "699", "Slave_SQL_Running": "Yes"}
+	if !relayApplied(s) {
+		t.Errorf("got not applied for equal positions")
+	}
+	s["Exec_Master_Log_Pos"] = "512"
+	if relayApplied(s) {
+		t.Errorf("got applied with the SQL thread behind")
+	}
+	if relayApplied(map[string]string{}) {
+		t.Errorf("got applied for an empty status (not a replica)")
+	}
+}
+
+func TestOutageAndLost(t *testing.T) {
+	ret := func(v int64) *int64 { return &v }
+	ms := int64(time.Millisecond)
+	ok := func(call, r int64, seq uint64, id string) check.Op {
+		return check.Op{Kind: check.KindSend, User: "u1", Conv: "c", Call: call * ms, Return: ret(r * ms), Out: check.Output{Seq: seq},
+			In: check.Input{ClientMsgID: id}}
+	}
+	ops := []check.Op{
+		ok(0, 10, 1, "a"),
+		ok(100, 110, 2, "b"),
+		{Kind: check.KindSend, Call: 200 * ms, Unknown: true},                              // never answered
+		{Kind: check.KindSend, Call: 300 * ms, Return: ret(310 * ms), Error: "OVERLOADED"}, // refused
+		ok(250, 2000, 3, "c"), // called after the first failure, succeeded last
+		ok(400, 1500, 4, "d"), // the first success after it
+		ok(150, 1200, 5, "e"), // called before the failure: not a recovery
+	}
+	o := clientOutage(ops)
+	if o.FailedSends != 2 || !o.Recovered || o.Duration != 1300*time.Millisecond || o.FirstFailure != 200*ms {
+		t.Errorf("got %+v, want 2 failed, recovered after 1.3s from the failure at 200ms", o)
+	}
+	if o.AckGapMax != 1090*time.Millisecond {
+		t.Errorf("got ack gap %v, want 1.09s (110ms to 1.2s)", o.AckGapMax)
+	}
+	if none := clientOutage(ops[:2]); none.FailedSends != 0 || none.Duration != 0 || none.Recovered {
+		t.Errorf("got %+v without failures, want none", none)
+	}
+	dump := []store.Message{{ConvID: "c", Seq: 1, ClientMsgID: "a"}, {ConvID: "c", Seq: 2, ClientMsgID: "x"}, {ConvID: "c", Seq: 4, ClientMsgID: "d"},
+		{ConvID: "c", Seq: 5, ClientMsgID: "e"}}
+	lost := lostAcknowledged(ops, dump)
+	want := []LostMessage{{Conv: "c", Seq: 2, Sender: "u1", ClientMsgID: "b", Replaced: "x"}, {Conv: "c", Seq: 3, Sender: "u1", ClientMsgID: "c"}}
+	if !slices.Equal(lost, want) {
+		t.Errorf("got lost %+v, want %+v", lost, want)
 	}
 }

@@ -110,6 +110,17 @@ func (d *depState) snapshot() DepCounters {
 	return c
 }
 
+// firstStart is when the first fault started (history clock; 0: none did).
+func (p *faultPlan) firstStart() int64 {
+	var first int64
+	for _, r := range p.records {
+		if r.Start > 0 && (first == 0 || r.Start < first) {
+			first = r.Start
+		}
+	}
+	return first
+}
+
 // hasDepFaults reports whether the plan holds a dependency fault.
 func (p *faultPlan) hasDepFaults() bool {
 	for _, r := range p.records {
@@ -216,7 +227,15 @@ func (p *faultPlan) dbFailover(f scenarios.Fault) (injection, string, string, bo
 			}
 			return nil
 		},
-		start: func(ctx context.Context) error { return e.Kill(ctx, depMariaDB) },
+		// The replication path is cut first: what the lag holds in flight
+		// dies with the primary's host (toxiproxy would otherwise deliver
+		// it after the kill, and nothing could ever be lost).
+		start: func(ctx context.Context) error {
+			if err := e.proxies.setEnabled([]string{depReplica + "->" + depMariaDB}, false); err != nil {
+				return err
+			}
+			return e.Kill(ctx, depMariaDB)
+		},
 		stop: func(ctx context.Context) error {
 			pr, err := e.Promote(ctx)
 			if err != nil {
@@ -233,7 +252,7 @@ func (p *faultPlan) dbFailover(f scenarios.Fault) (injection, string, string, bo
 	case !semiSync:
 		how = "semi-sync turned off by the no-semisync bug"
 	}
-	return inj, StatusApplied, fmt.Sprintf("%s replication, %s lag on the replication path; SIGKILL of the primary, then the replica promoted and das's paths re-pointed; the old primary stays down",
+	return inj, StatusApplied, fmt.Sprintf("%s replication, %s lag on the replication path; the replication path cut and the primary SIGKILLed, then the replica promoted and das's paths re-pointed; the old primary stays down",
 		how, lag), true
 }
 

@@ -211,6 +211,10 @@ func relayApplied(s map[string]string) bool {
 type Promotion struct {
 	// AppliedWait is how long the replica took to apply its relay log.
 	AppliedWait time.Duration `json:"applied_wait"`
+	// Stop is STOP SLAVE, RESET SLAVE ALL and read_only off.
+	Stop time.Duration `json:"stop"`
+	// Repoint is the re-pointing of das's paths.
+	Repoint time.Duration `json:"repoint"`
 	// GTID is the promoted server's gtid_current_pos.
 	GTID string `json:"gtid"`
 	// Total is the whole promotion, the proxies re-pointed included.
@@ -240,18 +244,22 @@ func (e *Env) Promote(ctx context.Context) (Promotion, error) {
 		}
 	}
 	p.AppliedWait = time.Since(start)
+	t := time.Now()
 	if _, err := e.sqlAdmin(ctx, depReplica, "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF"); err != nil {
 		return p, fmt.Errorf("promote: %w", err)
 	}
+	p.Stop = time.Since(t)
 	gtid, err := e.sqlAdmin(ctx, depReplica, "SELECT @@GLOBAL.gtid_current_pos")
 	if err != nil {
 		return p, fmt.Errorf("promote: %w", err)
 	}
 	p.GTID = strings.TrimSpace(gtid)
 	paths := e.proxies.match("das-*", depMariaDB, false)
+	t = time.Now()
 	if err := e.proxies.repoint(paths, depReplica+":3306"); err != nil {
 		return p, fmt.Errorf("promote: %w", err)
 	}
+	p.Repoint = time.Since(t)
 	e.mu.Lock()
 	e.primary = depReplica
 	e.mu.Unlock()

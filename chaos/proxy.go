@@ -210,6 +210,25 @@ func (px *proxies) repoint(names []string, upstream string) error {
 	return nil
 }
 
+// setEnabled enables or disables each named path: disabled, it closes its
+// connections (dropping what a toxic held) and refuses new ones.
+func (px *proxies) setEnabled(names []string, on bool) error {
+	for _, n := range names {
+		p, err := px.api.Proxy(n)
+		if err == nil {
+			if on {
+				err = p.Enable()
+			} else {
+				err = p.Disable()
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("toxiproxy enable=%v %s: %w", on, n, err)
+		}
+	}
+	return nil
+}
+
 // Path toxics an Env offers beyond the scenario vocabulary (toxiproxy's
 // names): for tests and experiments on one path.
 const (

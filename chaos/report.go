@@ -37,6 +37,10 @@ type Report struct {
 	Missing   []string          `json:"missing,omitempty"`
 	Messages  MessageCounts     `json:"messages"`
 	Latency   Latency           `json:"send_to_ack"`
+	// LatencyBeforeFaults covers the sends called before the first fault
+	// started: the topology's own cost (a semi-synchronous commit waits
+	// for the replica).
+	LatencyBeforeFaults Latency `json:"send_to_ack_before_faults"`
 	// Outage is what clients saw of the faults (sends that failed).
 	Outage Outage `json:"client_outage"`
 	// Replication is the primary's semi-sync state checked before the run
@@ -108,6 +112,35 @@ func (r *Report) Line() string {
 		r.Word, r.Seed, r.Events, r.TrafficSeconds+r.SettleSeconds, r.WallSeconds)
 }
 
+// Summary is one line of what a dependency scenario is about: acknowledged
+// messages lost, duplicated and reordered, the outage clients saw, and
+// what the harness did to the dependencies.
+//
+//	summary: acked=A lost=L duplicated=D reordered=R client_outage=Xs failed_sends=F ack_gap_max=Ys [db_failovers=1 ...]
+//
+// lost: acknowledged sends not in the store; duplicated: violations of
+// promises 3 and 6; reordered: of promises 1 and 4.
+func (r *Report) Summary() string {
+	dup, reord := 0, 0
+	if r.Verdict != nil {
+		for _, v := range r.Verdict.Violations {
+			switch v.Promise {
+			case check.PromiseIdempotent, check.PromiseNoDuplicates:
+				dup++
+			case check.PromiseTotalOrder, check.PromiseFIFO:
+				reord++
+			}
+		}
+	}
+	line := fmt.Sprintf("summary: acked=%d lost=%d duplicated=%d reordered=%d client_outage=%.2fs failed_sends=%d ack_gap_max=%.2fs",
+		r.Messages.Acked, r.LostCount, dup, reord, r.Outage.Duration.Seconds(), r.Outage.FailedSends, r.Outage.AckGapMax.Seconds())
+	if d := r.Dependencies; d != nil {
+		line += fmt.Sprintf(" db_crash_recoveries=%d db_failovers=%d nats_node_restarts=%d nats_leader_changes=%d presence_lost=%d",
+			d.DBCrashRecoveries, d.DBFailovers, d.NATSNodeRestarts, d.NATSLeaderChanges, d.PresenceLost)
+	}
+	return line
+}
+
 // judge fills the report from the checkers' verdict and the counters.
 func (r *Report) judge(v *check.Verdict, ops []check.Op, dump []store.Message, w *workload, scr *scraper, plan *faultPlan) {
 	r.Verdict = v
@@ -129,6 +162,15 @@ func (r *Report) judge(v *check.Verdict, ops []check.Op, dump []store.Message, w
 		}
 	}
 	r.Latency = sendLatency(ops)
+	if first := plan.firstStart(); first > 0 {
+		var before []check.Op
+		for i := range ops {
+			if ops[i].Call < first {
+				before = append(before, ops[i])
+			}
+		}
+		r.LatencyBeforeFaults = sendLatency(before)
+	}
 	r.Outage = clientOutage(ops)
 	lost := lostAcknowledged(ops, dump)
 	r.LostCount = len(lost)
@@ -212,6 +254,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	l := r.Latency
 	ew.printf("send-to-ack: n=%d p50=%v p90=%v p99=%v max=%v\n", l.N, l.P50.Round(time.Microsecond), l.P90.Round(time.Microsecond),
 		l.P99.Round(time.Microsecond), l.Max.Round(time.Microsecond))
+	if l := r.LatencyBeforeFaults; l.N > 0 {
+		ew.printf("send-to-ack before the first fault: n=%d p50=%v p90=%v p99=%v max=%v\n", l.N, l.P50.Round(time.Microsecond),
+			l.P90.Round(time.Microsecond), l.P99.Round(time.Microsecond), l.Max.Round(time.Microsecond))
+	}
 	o := r.Outage
 	switch {
 	case o.FailedSends == 0:
@@ -228,8 +274,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	if d := r.Dependencies; d != nil {
 		for _, p := range d.Promotions {
-			ew.printf("failover: replica applied its relay log in %v, promoted and das re-pointed in %v, gtid %s\n",
-				p.AppliedWait.Round(time.Millisecond), p.Total.Round(time.Millisecond), p.GTID)
+			ew.printf("failover: %v in all: the replica applied its relay log in %v, STOP/RESET SLAVE and read_only off in %v, das re-pointed in %v; gtid %s\n",
+				p.Total.Round(time.Millisecond), p.AppliedWait.Round(time.Millisecond), p.Stop.Round(time.Millisecond),
+				p.Repoint.Round(time.Millisecond), p.GTID)
 		}
 		for _, l := range d.Leaders {
 			ew.printf("nats: took %s, meta leader %s before, %s after\n", l.Target, l.Before, l.After)
@@ -275,6 +322,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	for _, reason := range r.Reasons {
 		ew.printf("reason: %s\n", reason)
 	}
+	ew.printf("%s\n", r.Summary())
 	ew.printf("%s\n", r.Line())
 	return ew.err
 }

@@ -100,7 +100,9 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		return nil, fmt.Errorf("chaos: environment: %w", err)
 	}
 	rep.Run = env.Run
+	r := rep // the deferred teardown fills it even when the run returns an error
 	defer func() {
+		rep := r
 		teardownStart := time.Now()
 		if o.OutDir != "" {
 			env.saveLogs(filepath.Join(o.OutDir, "logs"))

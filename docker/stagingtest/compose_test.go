@@ -158,9 +158,13 @@ func TestComposeServices(t *testing.T) {
 	}
 }
 
+// haServices are the replicated dependencies' extra nodes (profile ha).
+var haServices = map[string]bool{"mariadb-replica": true, "nats-1": true, "nats-2": true}
+
 // TestComposeLocalImagesHealthRestart: every service has a health check and
 // a restart policy; every image outside the grafana profile is a local
-// zzim/*:dev one that compose never pulls.
+// zzim/*:dev one that compose never pulls; only the replicated
+// dependencies' extra nodes are behind the profile ha.
 func TestComposeLocalImagesHealthRestart(t *testing.T) {
 	spec := readCompose(t)
 	for _, name := range sortedKeys(spec.Services) {
@@ -178,7 +182,10 @@ func TestComposeLocalImagesHealthRestart(t *testing.T) {
 				}
 				return
 			}
-			if len(s.Profiles) != 0 {
+			switch {
+			case haServices[name] && strings.Join(s.Profiles, ",") != "ha":
+				t.Errorf("profiles: got %q, want only ha", s.Profiles)
+			case !haServices[name] && len(s.Profiles) != 0:
 				t.Errorf("profiles: got %q, want none (on by default)", s.Profiles)
 			}
 			if !strings.HasPrefix(s.Image, "zzim/") || !strings.HasSuffix(s.Image, ":dev") {
