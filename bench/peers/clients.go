@@ -85,11 +85,7 @@ func connectZzim(ctx context.Context, t *tracker, entries []string, n int) (*zzi
 						return
 					}
 					delete(z.pending[me], cid)
-					if errCode == "" {
-						p.s.acked.Add(1)
-					} else {
-						p.s.ackFailed.Add(1)
-					}
+					p.s.ack(p.id, errCode == "")
 				},
 			}
 			z.runners[u] = clientrun.Start(cfg, clientrun.Options{Clock: clock, MailboxMax: 64, Online: &online})
@@ -115,7 +111,7 @@ func (a *zzimSend) Run(c *client.Client, env client.Env) {
 	a.s.sent[a.id].Store(a.z.t.now())
 	cid, err := c.Send(env, a.z.convs[a.from/2], a.body)
 	if err != nil {
-		a.s.ackFailed.Add(1)
+		a.s.ack(a.id, false)
 		return
 	}
 	a.z.pending[a.from][cid] = pending{s: a.s, id: a.id}
@@ -205,11 +201,8 @@ func (c *centUsers) send(from int, s *stepTrack, id int, b []byte) {
 		s.sent[id].Store(c.t.now())
 		ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 		defer cancel()
-		if _, err := c.subs[from].Publish(ctx, b); err != nil {
-			s.ackFailed.Add(1)
-			return
-		}
-		s.acked.Add(1)
+		_, err := c.subs[from].Publish(ctx, b)
+		s.ack(id, err == nil)
 	}()
 }
 

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -57,6 +58,17 @@ func mainErr() error {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	cfg.progress = newProgress()
 	load0 := loadAvg()
 	began := time.Now()
@@ -96,16 +108,18 @@ func parseFlags(args []string) (*config, error) {
 	bin := fs.String("bin", "bin", "where the zzim and Centrifugo binaries are built")
 	work := fs.String("work", "", "parent of the servers' temporary directories (default: the system's; must be on disk, not tmpfs, for the durable row)")
 	out := fs.String("out", "", "also write the Markdown table to this file (default: results-MODE.md)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the load generator (this process) to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	c := &config{mode: *mode, repo: absDir(*repo), binDir: absDir(*bin), out: *out}
+	c := &config{mode: *mode, repo: absDir(*repo), binDir: absDir(*bin), out: *out, cpuProfile: *cpuProfile}
 	switch *mode {
 	case "quick":
 		c.users, c.rates = []int{200}, []int{1000, 2000, 5000}
 		c.warm, c.measure, c.drainMax, c.timeout = time.Second, 3*time.Second, 5*time.Second, 6*time.Minute
 	case "full":
-		c.users, c.rates = []int{1000, 10000}, []int{1000, 2000, 5000, 10000, 15000, 20000, 30000, 40000, 50000}
+		c.users = []int{1000, 10000}
+		c.rates = []int{500, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10000, 12000, 14000, 16000, 18000, 20000, 25000, 30000, 40000, 50000}
 		c.warm, c.measure, c.drainMax, c.timeout = 3*time.Second, 10*time.Second, 10*time.Second, 90*time.Minute
 	default:
 		return nil, fmt.Errorf("-mode %q: quick or full", *mode)

@@ -52,7 +52,7 @@ func TestQuick(t *testing.T) {
 			t.Errorf("%s %s: %d steps, want %d", r.system, r.row, len(r.steps), len(cfg.rates))
 		}
 		offered, acked, failed, delivered, lost, dups, mis := r.totals()
-		if offered == 0 || lost != 0 || dups != 0 || mis != 0 || failed != 0 || acked != offered || delivered != offered {
+		if offered == 0 || lost != 0 || r.unfinished() != 0 || dups != 0 || mis != 0 || failed != 0 || acked != offered || delivered != offered {
 			t.Errorf("%s %s: offered %d acked %d refused %d delivered %d lost %d dups %d misdelivered %d",
 				r.system, r.row, offered, acked, failed, delivered, lost, dups, mis)
 		}
@@ -83,22 +83,29 @@ func TestLossIsMarked(t *testing.T) {
 	// A step whose messages never arrived must fail, and say LOST, once final.
 	st := newStepTrack(10, 0)
 	st.offered.Store(10)
-	st.acked.Store(10)
+	for i := range 8 {
+		st.ack(i, i != 7) // 7 failed at its client: not a loss; 8 and 9 unanswered
+	}
 	for i := range 7 {
 		st.deliveries[i].Store(1)
 	}
 	st.delivered.Store(7)
 	s := stepResult{n: 10, track: st}
 	s.recount(false)
-	if s.pass || s.lost != 0 || !strings.Contains(s.why, "not delivered") {
+	if s.pass || s.lost != 0 || !strings.Contains(s.why, "unanswered") {
 		t.Fatalf("before the final recount: pass=%v lost=%d why=%q", s.pass, s.lost, s.why)
 	}
 	s.recount(true)
-	if s.pass || s.lost != 3 || !strings.Contains(s.why, "LOST") {
+	if s.pass || s.lost != 0 || s.unfinished != 2 || s.failedUndelivered != 1 || !strings.Contains(s.why, "2 unfinished") {
+		t.Fatalf("final: pass=%v lost=%d unfinished=%d why=%q", s.pass, s.lost, s.unfinished, s.why)
+	}
+	st.ack(8, true) // acknowledged, never delivered: lost
+	s.recount(true)
+	if s.pass || s.lost != 1 || s.unfinished != 1 || !strings.Contains(s.why, "1 LOST") {
 		t.Fatalf("final: pass=%v lost=%d why=%q", s.pass, s.lost, s.why)
 	}
 	r := runResult{steps: []stepResult{s}}
-	if _, _, _, _, lost, _, _ := r.totals(); lost != 3 {
-		t.Fatalf("totals lost %d, want 3", lost)
+	if _, _, _, _, lost, _, _ := r.totals(); lost != 1 || r.unfinished() != 1 {
+		t.Fatalf("totals lost %d unfinished %d, want 1 and 1", lost, r.unfinished())
 	}
 }

@@ -110,6 +110,38 @@ func cpuOf(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * clockTick, nil
 }
 
+// runqWait is the time a process's threads spent runnable but waiting
+// for a CPU (the second field of /proc/PID/task/*/schedstat; threads that
+// exited are not counted). On a shared machine it says whether latency
+// came from the server or from waiting for its core.
+func runqWait(pid int) time.Duration {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tasks, _ := os.ReadDir(dir)
+	var sum int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + "/" + t.Name() + "/schedstat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 2 {
+			continue
+		}
+		if v, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+			sum += v
+		}
+	}
+	return time.Duration(sum)
+}
+
+func runqWaitOf(ps []*proc) time.Duration {
+	var d time.Duration
+	for _, p := range ps {
+		d += runqWait(p.cmd.Process.Pid)
+	}
+	return d
+}
+
 // selfCPU is this process's CPU (the load generator).
 func selfCPU() time.Duration {
 	var ru syscall.Rusage

@@ -9,10 +9,6 @@ import (
 	"time"
 )
 
-// cpuRate is the step whose CPU per message the summary quotes: the same
-// offered rate for both systems.
-const cpuRate = 5000
-
 func report(cfg *config, rs []runResult, load0, load1 string, began time.Time, took time.Duration) string {
 	var b strings.Builder
 	host, _ := os.Hostname()
@@ -22,11 +18,11 @@ func report(cfg *config, rs []runResult, load0, load1 string, began time.Time, t
 	fmt.Fprintf(&b, "Steps: %s msg/s, each %s warm-up + %s measured; server and dependencies on core %s, load generator on core %s.\n\n",
 		joinInts(cfg.rates), cfg.warm, cfg.measure, serverCore, loadCore)
 
-	b.WriteString("| row | U | system | server CPU µs/msg at 5,000 msg/s | highest rate, p99 < 50 ms | p50 / p99 at 1,000 msg/s | p50 / p99 at 5,000 msg/s | offered / acked / delivered | lost | dup |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| row | U | system | idle server CPU, cores | server CPU µs/msg at 1,000 / 5,000 msg/s | highest rate, p99 < 50 ms | p50 / p99 at 1,000 msg/s | p50 / p99 at 5,000 msg/s | offered / acked / delivered | failed at client | unfinished | lost | dup |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		if r.err != nil && len(r.steps) == 0 {
-			fmt.Fprintf(&b, "| %s | %d | %s | not run: %s | | | | | | |\n", r.row, r.users, r.system, oneLine(r.err.Error()))
+			fmt.Fprintf(&b, "| %s | %d | %s | not run: %s | | | | | | | | | |\n", r.row, r.users, r.system, oneLine(r.err.Error()))
 			continue
 		}
 		offered, acked, failed, delivered, lost, dups, mis := r.totals()
@@ -37,9 +33,9 @@ func report(cfg *config, rs []runResult, load0, load1 string, began time.Time, t
 				lostCell += fmt.Sprintf(", %d misdelivered", mis)
 			}
 		}
-		ackCell := fmt.Sprint(acked)
-		if failed > 0 {
-			ackCell += fmt.Sprintf(" (%d refused)", failed)
+		unfinished := fmt.Sprint(r.unfinished())
+		if r.unfinished() > 0 {
+			unfinished = "**" + unfinished + "**"
 		}
 		best := fmt.Sprint(r.best())
 		if r.best() > 0 && r.best() == cfg.rates[len(cfg.rates)-1] {
@@ -48,16 +44,17 @@ func report(cfg *config, rs []runResult, load0, load1 string, began time.Time, t
 		if r.err != nil {
 			best += " (" + oneLine(r.err.Error()) + ")"
 		}
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %d / %s / %d | %s | %d |\n",
-			r.row, r.users, r.system, cpuCell(&r), best, latCell(r.at(1000)), latCell(r.at(5000)),
-			offered, ackCell, delivered, lostCell, dups)
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s / %s | %s | %s | %s | %d / %d / %d | %d | %s | %s | %d |\n",
+			r.row, r.users, r.system, idleCell(&r), cpuCell(&r, 1000), cpuCell(&r, 5000), best, latCell(r.at(1000)), latCell(r.at(5000)),
+			offered, acked, delivered, failed, unfinished, lostCell, dups)
 	}
+	b.WriteString("\nServer CPU counts the server process and its dependencies (in parentheses: the dependencies' share); the step table below splits it by process. \"Waiting for a core\" is the time the server side's threads were runnable but not running (/proc/PID/task/*/schedstat): on a machine shared with other work, a step with much of it measured the neighbours.\n")
 	b.WriteString("\n")
 	b.WriteString(ratios(cfg, rs))
 
 	b.WriteString("\n### Every step\n\n")
-	b.WriteString("| row | U | system | offered msg/s | delivered msg/s | p50 | p99 | p99 raw | max | server CPU µs/msg (split) | load generator cores | pass |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| row | U | system | offered msg/s | delivered msg/s | p50 | p99 | p99 raw | max | server CPU µs/msg (split) | server cores used / waiting for a core | load generator cores | pass |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		for k, s := range append(slices.Clone(r.steps), r.retries...) {
 			pass := "yes"
@@ -67,10 +64,11 @@ func report(cfg *config, rs []runResult, load0, load1 string, began time.Time, t
 			if k >= len(r.steps) {
 				pass = "first try, run again: " + s.why
 			}
-			fmt.Fprintf(&b, "| %s | %d | %s | %d | %.0f | %s | %s | %s | %s | %s | %.2f | %s |\n",
+			win := max(s.window.Seconds(), 1e-9)
+			fmt.Fprintf(&b, "| %s | %d | %s | %d | %.0f | %s | %s | %s | %s | %s | %.2f / %.2f | %.2f | %s |\n",
 				r.row, r.users, r.system, s.rate, float64(s.windowDelivered)/max(s.window.Seconds(), 1e-9),
 				ms(s.corrected.p50), ms(s.corrected.p99), ms(s.raw.p99), ms(s.corrected.max),
-				splitCell(&r, &s), s.loadCPU.Seconds()/max(s.window.Seconds(), 1e-9), pass)
+				splitCell(&r, &s), s.serverCPU().Seconds()/win, s.runqWait.Seconds()/win, s.loadCPU.Seconds()/win, pass)
 		}
 	}
 	b.WriteString("\n")
@@ -94,22 +92,34 @@ func report(cfg *config, rs []runResult, load0, load1 string, began time.Time, t
 	return b.String()
 }
 
-func cpuCell(r *runResult) string {
-	s := r.at(cpuRate)
-	label := ""
+// cpuCell is the server side's CPU per message at rate, the
+// dependencies' share in parentheses.
+func cpuCell(r *runResult, rate int) string {
+	s := r.at(rate)
 	if s == nil || s.windowDelivered == 0 {
-		// Not stepped through 5,000 msg/s: the highest rate that passed.
-		for i := range r.steps {
-			if r.steps[i].pass {
-				s = &r.steps[i]
-			}
-		}
-		if s == nil {
-			return "-"
-		}
-		label = fmt.Sprintf(" (at %d msg/s)", s.rate)
+		return "-"
 	}
-	return splitCell(r, s) + label
+	c := fmt.Sprintf("%.1f", s.usPerMsg(s.serverCPU()))
+	if len(r.procs) > 1 {
+		var deps time.Duration
+		for _, p := range r.procs[1:] {
+			deps += s.cpu[p]
+		}
+		c += fmt.Sprintf(" (%.1f)", s.usPerMsg(deps))
+	}
+	return c
+}
+
+func idleCell(r *runResult) string {
+	c := fmt.Sprintf("%.3f", r.idleCores())
+	if len(r.procs) > 1 {
+		var parts []string
+		for _, p := range r.procs {
+			parts = append(parts, fmt.Sprintf("%s %.3f", p, r.idle[p].Seconds()/max(r.idleFor.Seconds(), 1e-9)))
+		}
+		c += " (" + strings.Join(parts, " + ") + ")"
+	}
+	return c
 }
 
 // splitCell is the server-side CPU per message, with the dependencies'
@@ -160,11 +170,18 @@ func ratios(cfg *config, rs []runResult) string {
 			if row == rowDurable {
 				cpuT, rateT = 1.0, 1.0
 			}
-			zs, cs := z.at(cpuRate), c.at(cpuRate)
-			cpuText := "CPU per message: no common 5,000 msg/s step"
-			if zs != nil && cs != nil && cs.windowDelivered > 0 && zs.windowDelivered > 0 {
+			var cpuTexts []string
+			for _, rate := range quotedRates {
+				zs, cs := z.at(rate), c.at(rate)
+				if zs == nil || cs == nil || cs.windowDelivered == 0 || zs.windowDelivered == 0 {
+					continue
+				}
 				ratio := zs.usPerMsg(zs.serverCPU()) / cs.usPerMsg(cs.serverCPU())
-				cpuText = fmt.Sprintf("CPU per message zzim/Centrifugo %.2fx (target ≤ %.2fx: %s)", ratio, cpuT, met(ratio <= cpuT))
+				cpuTexts = append(cpuTexts, fmt.Sprintf("%.2fx at %d msg/s", ratio, rate))
+			}
+			cpuText := "CPU per message zzim/Centrifugo: no common step"
+			if len(cpuTexts) > 0 {
+				cpuText = fmt.Sprintf("CPU per message zzim/Centrifugo %s (target ≤ %.2fx)", strings.Join(cpuTexts, ", "), cpuT)
 			}
 			rateText := "highest rate: Centrifugo passed no step"
 			if c.best() > 0 {

@@ -32,20 +32,21 @@ const pacerTick = 250 * time.Microsecond
 const settle = 500 * time.Millisecond
 
 type config struct {
-	mode     string
-	systems  []string
-	rows     []string
-	users    []int
-	rates    []int
-	warm     time.Duration // per step, not measured
-	measure  time.Duration // per step, measured
-	drainMax time.Duration // per step: wait for the last deliveries
-	timeout  time.Duration // the whole run
-	repo     string
-	binDir   string
-	workDir  string
-	out      string
-	progress *progress
+	mode       string
+	systems    []string
+	rows       []string
+	users      []int
+	rates      []int
+	warm       time.Duration // per step, not measured
+	measure    time.Duration // per step, measured
+	drainMax   time.Duration // per step: wait for the last deliveries
+	timeout    time.Duration // the whole run
+	repo       string
+	binDir     string
+	workDir    string
+	out        string
+	cpuProfile string
+	progress   *progress
 }
 
 type stepResult struct {
@@ -53,11 +54,14 @@ type stepResult struct {
 	n                                    int
 	offered, acked, ackFailed, delivered int64
 	dups, misdelivered, lost             int64
+	failedUndelivered                    int64
+	unfinished                           int64 // never answered nor delivered, once final
 	corrected, raw                       quantiles
 	window                               time.Duration
 	windowDelivered                      int64
 	cpu                                  cpuSample // server-side CPU in the window, by process
 	loadCPU                              time.Duration
+	runqWait                             time.Duration // the server side's threads waiting for a CPU, in the window
 	pass                                 bool
 	why                                  string
 	retried                              string // the first try's verdict, when it failed and was run again
@@ -92,9 +96,28 @@ type runResult struct {
 	echoes      int64
 	foreign     int64
 	connect     time.Duration
+	idle        cpuSample // server-side CPU with every user connected and nothing sent
+	idleFor     time.Duration
+}
+
+// idleCores is the server side's CPU when idle, in cores.
+func (r *runResult) idleCores() float64 {
+	var d time.Duration
+	for _, v := range r.idle {
+		d += v
+	}
+	return d.Seconds() / max(r.idleFor.Seconds(), 1e-9)
 }
 
 // totals over every step of a run, after the final recount.
+func (r *runResult) unfinished() int64 {
+	var n int64
+	for _, s := range append(slices.Clone(r.steps), r.retries...) {
+		n += s.unfinished
+	}
+	return n
+}
+
 func (r *runResult) totals() (offered, acked, failed, delivered, lost, dups, misdelivered int64) {
 	for _, s := range append(slices.Clone(r.steps), r.retries...) {
 		offered += s.offered
@@ -178,14 +201,34 @@ func runOne(ctx context.Context, cfg *config, system, row string, n int, zzimBin
 	defer u.close()
 	res.connect = time.Since(connStart)
 
+	// Idle: every user connected, nothing sent. What the connections cost
+	// by themselves (heartbeats, pings, periodic syncs) is in every step's
+	// CPU too; this says how much.
+	cfg.progress.set(fmt.Sprintf("%s %s U=%d: idle", system, row, n), nil)
+	time.Sleep(settle)
+	idle0 := sampleCPU(srv.procs())
+	time.Sleep(cfg.measure)
+	idle1 := sampleCPU(srv.procs())
+	res.idle, res.idleFor = cpuSample{}, cfg.measure
+	for k, v := range idle1 {
+		res.idle[k] = v - idle0[k]
+	}
+
+	failed := false
 	for i, rate := range cfg.rates {
 		if ctx.Err() != nil {
 			res.err = fmt.Errorf("stopped before %d msg/s: %w", rate, ctx.Err())
 			break
 		}
+		if failed && !quoted(rate) {
+			// Past the first failure only the rates the table quotes still
+			// run: the highest rate is found, and each step's backlog would
+			// spoil the next.
+			continue
+		}
 		label := fmt.Sprintf("%s %s U=%d", system, row, n)
 		step := runStep(ctx, cfg, t, u, srv, 2*i, rate, n, label)
-		if !step.pass && step.lost == 0 && step.misdelivered == 0 && srv.main.alive() && ctx.Err() == nil {
+		if !failed && !step.pass && step.lost == 0 && step.misdelivered == 0 && srv.main.alive() && ctx.Err() == nil {
 			// One more try at the same rate: on a machine shared with other
 			// work one neighbour's burst can spoil a step. Its messages stay
 			// tracked (late ones still count), but the verdict is the retry's.
@@ -201,9 +244,10 @@ func runOne(ctx context.Context, cfg *config, system, row string, n int, zzimBin
 			res.err = fmt.Errorf("%s exited: %s", srv.main.name, srv.main.tail())
 			break
 		}
-		// Past the rates every run reports (1,000 and 5,000 msg/s), a
-		// failed step ends the run: its backlog would spoil the next.
-		if !step.pass && rate >= 5000 {
+		if !step.pass {
+			failed = true
+		}
+		if failed && rate >= quotedRates[len(quotedRates)-1] {
 			break
 		}
 	}
@@ -225,8 +269,11 @@ func runOne(ctx context.Context, cfg *config, system, row string, n int, zzimBin
 // waitDelivered waits (bounded) for a step's last deliveries.
 func waitDelivered(st *stepTrack, d time.Duration) {
 	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) && st.delivered.Load()+st.ackFailed.Load() < int64(st.n) {
-		time.Sleep(10 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if st.undelivered().awaited() == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -234,7 +281,7 @@ func missing(steps []stepResult) int64 {
 	var m int64
 	for i := range steps {
 		s := steps[i].track
-		m += int64(s.n) - s.delivered.Load() - s.ackFailed.Load()
+		m += s.undelivered().awaited()
 	}
 	return m
 }
@@ -246,25 +293,30 @@ func (s *stepResult) recount(final bool) {
 	t := s.track
 	s.offered, s.acked, s.ackFailed = t.offered.Load(), t.acked.Load(), t.ackFailed.Load()
 	s.delivered, s.dups, s.misdelivered = t.delivered.Load(), t.dups.Load(), t.misdelivered.Load()
-	// A message neither delivered nor refused is missing (a refused send
-	// is the client's to retry, and is reported on its own).
-	missing := max(int64(s.n)-s.delivered-s.ackFailed, 0)
-	s.lost = 0
+	u := t.undelivered()
+	s.failedUndelivered = u.failed
+	s.lost, s.unfinished = 0, 0
 	if final {
-		s.lost = missing
+		s.lost, s.unfinished = u.acked, u.unanswered
 	}
 	var why []string
 	if s.corrected.p99 >= p99Target {
 		why = append(why, fmt.Sprintf("p99 %s", s.corrected.p99.Round(time.Millisecond)))
 	}
 	if s.ackFailed > 0 {
-		why = append(why, fmt.Sprintf("%d sends refused", s.ackFailed))
+		why = append(why, fmt.Sprintf("%d sends failed at the client (%d of them not delivered)", s.ackFailed, u.failed))
 	}
 	switch {
-	case final && missing > 0:
-		why = append(why, fmt.Sprintf("%d LOST", missing))
-	case missing > 0:
-		why = append(why, fmt.Sprintf("%d not delivered within %s", missing, s.drain))
+	case final && u.acked > 0:
+		why = append(why, fmt.Sprintf("%d LOST (acknowledged, never delivered)", u.acked))
+	case u.acked > 0:
+		why = append(why, fmt.Sprintf("%d acknowledged but not delivered within %s", u.acked, s.drain))
+	}
+	switch {
+	case final && u.unanswered > 0:
+		why = append(why, fmt.Sprintf("%d unfinished (no answer by the end: still held by the client)", u.unanswered))
+	case u.unanswered > 0:
+		why = append(why, fmt.Sprintf("%d unanswered within %s", u.unanswered, s.drain))
 	}
 	if s.misdelivered > 0 {
 		why = append(why, fmt.Sprintf("%d misdelivered", s.misdelivered))
@@ -274,6 +326,11 @@ func (s *stepResult) recount(final bool) {
 		s.why = strings.TrimPrefix(s.why+"; "+s.retried, "; ")
 	}
 }
+
+// quotedRates are the rates whose p50/p99 the table gives.
+var quotedRates = []int{1000, 5000}
+
+func quoted(rate int) bool { return slices.Contains(quotedRates, rate) }
 
 // runStep offers rate msg/s for warm+measure, open-loop: message i is due
 // at start + i/rate whatever happened to the ones before it, and its
@@ -292,11 +349,11 @@ func runStep(ctx context.Context, cfg *config, t *tracker, u users, srv *server,
 	pairs := nUsers / 2
 	procs := srv.procs()
 	var cpu0 cpuSample
-	var load0 time.Duration
+	var load0, wait0 time.Duration
 	var w0 int64
 	measuring := false
 	beginWindow := func(now int64) {
-		cpu0, load0, w0 = sampleCPU(procs), selfCPU(), now
+		cpu0, load0, wait0, w0 = sampleCPU(procs), selfCPU(), runqWaitOf(procs), now
 		t.windowDeliveries.Store(0)
 		t.counting.Store(true)
 		measuring = true
@@ -323,8 +380,9 @@ func runStep(ctx context.Context, cfg *config, t *tracker, u users, srv *server,
 	}
 	now := t.now()
 	t.counting.Store(false)
-	cpu1, load1 := sampleCPU(procs), selfCPU()
-	res := stepResult{rate: rate, n: n, track: st, window: time.Duration(now - w0), windowDelivered: t.windowDeliveries.Load(), loadCPU: load1 - load0, cpu: cpuSample{}}
+	cpu1, load1, wait1 := sampleCPU(procs), selfCPU(), runqWaitOf(procs)
+	res := stepResult{rate: rate, n: n, track: st, window: time.Duration(now - w0), windowDelivered: t.windowDeliveries.Load(),
+		loadCPU: load1 - load0, runqWait: wait1 - wait0, cpu: cpuSample{}}
 	for k, v := range cpu1 {
 		res.cpu[k] = v - cpu0[k]
 	}
@@ -333,9 +391,10 @@ func runStep(ctx context.Context, cfg *config, t *tracker, u users, srv *server,
 	res.corrected, res.raw = st.latencies()
 	res.drain = cfg.drainMax
 	res.recount(false)
-	cfg.progress.logf("%s: %d msg/s: delivered %d/%d, p50 %s p99 %s (raw p99 %s), server %.1f µs/msg, load generator %.2f cores, pass=%v %s",
+	cfg.progress.logf("%s: %d msg/s: delivered %d/%d, p50 %s p99 %s (raw p99 %s), server %.1f µs/msg (%.2f cores, %.2f waiting for one), load generator %.2f cores, pass=%v %s",
 		label, rate, res.delivered, n, ms(res.corrected.p50), ms(res.corrected.p99), ms(res.raw.p99),
-		res.usPerMsg(res.serverCPU()), res.loadCPU.Seconds()/max(res.window.Seconds(), 1e-9), res.pass, res.why)
+		res.usPerMsg(res.serverCPU()), res.serverCPU().Seconds()/max(res.window.Seconds(), 1e-9), res.runqWait.Seconds()/max(res.window.Seconds(), 1e-9),
+		res.loadCPU.Seconds()/max(res.window.Seconds(), 1e-9), res.pass, res.why)
 	time.Sleep(settle)
 	return res
 }

@@ -65,10 +65,11 @@ type stepTrack struct {
 	intended     []int64
 	sent         []atomic.Int64
 	deliveries   []atomic.Int32
-	warmEnd      int64 // messages intended before this are warm-up
+	acks         []atomic.Int32 // ackNone, ackOK or ackFailed
+	warmEnd      int64          // messages intended before this are warm-up
 	offered      atomic.Int64
 	acked        atomic.Int64
-	ackFailed    atomic.Int64
+	ackFailed    atomic.Int64 // refused, or no answer within the client's timeout
 	delivered    atomic.Int64 // distinct messages delivered
 	dups         atomic.Int64 // deliveries of a message already delivered
 	misdelivered atomic.Int64 // deliveries to a user who is not the recipient
@@ -80,10 +81,53 @@ type stepTrack struct {
 
 func newStepTrack(n int, warmEnd int64) *stepTrack {
 	return &stepTrack{
-		n: n, intended: make([]int64, n), sent: make([]atomic.Int64, n), deliveries: make([]atomic.Int32, n),
+		n: n, intended: make([]int64, n), sent: make([]atomic.Int64, n), deliveries: make([]atomic.Int32, n), acks: make([]atomic.Int32, n),
 		warmEnd:   warmEnd,
 		corrected: hdrhistogram.New(1, histMax, 3), raw: hdrhistogram.New(1, histMax, 3),
 	}
+}
+
+// A send's outcome as its client reported it.
+const (
+	ackNone   = 0
+	ackOK     = 1
+	ackFailed = 2
+)
+
+func (s *stepTrack) ack(id int, ok bool) {
+	if ok {
+		s.acks[id].Store(ackOK)
+		s.acked.Add(1)
+		return
+	}
+	s.acks[id].Store(ackFailed)
+	s.ackFailed.Add(1)
+}
+
+// undelivered counts the messages not delivered (yet), by what their
+// sender was told: acknowledged (once every step has drained, a loss),
+// nothing yet (the client still holds the send: unfinished), or failure
+// (refused or timed out at the client: the application's to retry).
+type undelivered struct{ acked, unanswered, failed int64 }
+
+func (u undelivered) awaited() int64 { return u.acked + u.unanswered }
+
+func (s *stepTrack) undelivered() undelivered {
+	var u undelivered
+	for i := range s.n {
+		if s.deliveries[i].Load() != 0 {
+			continue
+		}
+		switch s.acks[i].Load() {
+		case ackOK:
+			u.acked++
+		case ackFailed:
+			u.failed++
+		default:
+			u.unanswered++
+		}
+	}
+	return u
 }
 
 // tracker holds every step of one run (one system, row and U).
