@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -17,10 +19,11 @@ func init() { simSubcommands = append(simSubcommands, simMergeCmd) }
 func simMergeCmd() *cobra.Command {
 	var junit string
 	cmd := &cobra.Command{
-		Use:   "merge RESULTS...",
+		Use:   "merge RESULTS|DIR...",
 		Short: "combine the --results files of a sweep's shards into one summary",
 		Long: `merge reads the --results files that the shards of one sweep wrote
-(zzim sim sweep ... --shard K/N --results FILE), prints every failing seed's
+(zzim sim sweep ... --shard K/N --results FILE; a directory stands for
+every *.jsonl file in it), prints every failing seed's
 verdict line with its reasons and replay command, and ends with the line the
 unsplit sweep would have printed:
 
@@ -34,8 +37,12 @@ missing (or two results of one seed disagree), 2 when the files are
 unreadable or not of one sweep.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			names, err := resultsFileNames(args)
+			if err != nil {
+				return usageErr("%w", err)
+			}
 			var files []*sim.ResultsFile
-			for _, name := range args {
+			for _, name := range names {
 				f, err := readResultsFile(name)
 				if err != nil {
 					return usageErr("%w", err)
@@ -56,18 +63,54 @@ unreadable or not of one sweep.`,
 					return usageErr("--junit: %w", err)
 				}
 			}
+			// Both problems are told: a failing seed must not hide a lost
+			// shard, whose seeds nobody has judged.
 			totals := sim.TotalsOf(m.Records)
-			switch {
-			case totals.Failed > 0:
-				return &exitError{code: 1, err: fmt.Errorf("%d of %d seeds failed", totals.Failed, totals.Seeds)}
-			case len(m.Missing) > 0:
-				return &exitError{code: 1, err: fmt.Errorf("%d seeds of %d-%d have no result", len(m.Missing), m.Header.First, m.Header.Last)}
+			var problems []string
+			if totals.Failed > 0 {
+				problems = append(problems, fmt.Sprintf("%d of %d seeds failed", totals.Failed, totals.Seeds))
+			}
+			if len(m.Missing) > 0 {
+				lost := ""
+				if len(m.MissingShards) > 0 {
+					lost = " (lost shards: " + strings.Join(m.MissingShards, " ") + ")"
+				}
+				problems = append(problems, fmt.Sprintf("%d seeds of %d-%d have no result%s", len(m.Missing), m.Header.First, m.Header.Last, lost))
+			}
+			if len(problems) > 0 {
+				return &exitError{code: 1, err: errors.New(strings.Join(problems, "; "))}
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&junit, "junit", "", "write a merged JUnit XML report to this file (a missing seed is an error case)")
 	return cmd
+}
+
+// resultsFileNames expands each directory argument to the *.jsonl files in
+// it (sorted), so a step that collected every shard's files in one place
+// needs no shell glob.
+func resultsFileNames(args []string) ([]string, error) {
+	var names []string
+	for _, arg := range args {
+		st, err := os.Stat(arg)
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsDir() {
+			names = append(names, arg)
+			continue
+		}
+		found, err := filepath.Glob(filepath.Join(arg, "*.jsonl"))
+		if err != nil {
+			return nil, err
+		}
+		if len(found) == 0 {
+			return nil, fmt.Errorf("%s: no *.jsonl results files in this directory", arg)
+		}
+		names = append(names, found...) // Glob sorts
+	}
+	return names, nil
 }
 
 func readResultsFile(name string) (*sim.ResultsFile, error) {

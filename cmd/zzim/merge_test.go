@@ -137,6 +137,12 @@ func TestSweepShardsMerge(t *testing.T) {
 			t.Errorf("JUnit tests=%d errors=%d, want 40 and 10 (the lost shard's seeds)", s.Tests, s.Errors)
 		}
 	})
+	t.Run("directory", func(t *testing.T) {
+		out, _, code := runSim(t, "sim", "merge", dir) // the shard-*.jsonl files
+		if code != 1 || lastLine(out) != lastLine(whole) {
+			t.Errorf("merge %s: exit %d, last line %q, want 1 and %q", dir, code, lastLine(out), lastLine(whole))
+		}
+	})
 	t.Run("overlap", func(t *testing.T) {
 		out, _, _ := runSim(t, append([]string{"sim", "merge", files[1]}, files...)...)
 		if !strings.Contains(out, "overlap: 10 seeds") || lastLine(out) != lastLine(whole) {
@@ -148,7 +154,8 @@ func TestSweepShardsMerge(t *testing.T) {
 			{"sim", "sweep", file, "--shard", "4/4"},
 			{"sim", "sweep", file, "--shard", "1of4"},
 			{"sim", "merge", filepath.Join(dir, "no-such.jsonl")},
-			{"sim", "merge", junit}, // not a results file
+			{"sim", "merge", junit},       // not a results file
+			{"sim", "merge", t.TempDir()}, // no results files in it
 		} {
 			if out, errOut, code := runSim(t, args...); code != 2 {
 				t.Errorf("%v: exit %d, want 2\n%s\n%s", args, code, out, errOut)

@@ -573,6 +573,7 @@ type sweeper struct {
 
 func (sw *sweeper) run(cmd *cobra.Command, seeds []uint64, jobs int) {
 	ctx := cmd.Context()
+	sw.progress.begin()
 	next := make(chan uint64)
 	var wg sync.WaitGroup
 	for i := 0; i < min(jobs, len(seeds)); i++ {
@@ -594,7 +595,7 @@ feed:
 	}
 	close(next)
 	wg.Wait()
-	sw.progress.end(len(sw.records), sw.failed)
+	sw.progress.end()
 }
 
 // one runs and judges one seed, then reports it.
@@ -646,24 +647,31 @@ func (sw *sweeper) one(seed uint64) {
 	sw.progress.update(len(sw.records), sw.failed)
 }
 
-// progressLogEvery spaces the progress lines when stderr is not a terminal
-// (a CI log): one line this often, not one per seed.
-const progressLogEvery = 5 * time.Second
+// Progress line cadence: a terminal's line is redrawn at least every
+// progressRedrawEvery (and at each seed); a log (CI, kubectl logs) gets a
+// new line every progressLogEvery, not one per seed, so an hour of sweep
+// stays readable and a slow seed still shows the sweep is alive.
+const (
+	progressRedrawEvery = time.Second
+	progressLogEvery    = 5 * time.Second
+)
 
-// progress is the sweep's progress line on stderr: redrawn in place on a
-// terminal, a line every progressLogEvery in a log, and a last line at the
+// progress is the sweep's progress line on stderr, with a last line at the
 // end either way.
 type progress struct {
-	w        io.Writer
-	tty      bool
-	total    int
-	start    time.Time
-	lastLine time.Time
+	w     io.Writer
+	tty   bool
+	total int
+	start time.Time
+
+	mu           sync.Mutex
+	done, failed int
+	stop         chan struct{}
+	stopped      chan struct{}
 }
 
 func newProgress(w io.Writer, total int) *progress {
-	now := time.Now()
-	return &progress{w: w, tty: isTerminal(w), total: total, start: now, lastLine: now}
+	return &progress{w: w, tty: isTerminal(w), total: total, start: time.Now()}
 }
 
 // isTerminal reports whether w is a character device (a terminal).
@@ -676,26 +684,59 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-func (p *progress) line(done, failed int) string {
-	elapsed := time.Since(p.start).Seconds()
-	return fmt.Sprintf("seeds %d/%d failed=%d rate=%.2f/s elapsed=%.0fs", done, p.total, failed,
-		float64(done)/max(elapsed, 1e-9), elapsed)
-}
-
-func (p *progress) update(done, failed int) {
-	switch {
-	case p.tty:
-		fmt.Fprintf(p.w, "\r%s ", p.line(done, failed))
-	case time.Since(p.lastLine) >= progressLogEvery:
-		p.lastLine = time.Now()
-		fmt.Fprintln(p.w, p.line(done, failed))
-	}
-}
-
-func (p *progress) end(done, failed int) {
+// begin starts the clock that prints the line between seeds.
+func (p *progress) begin() {
+	every := progressLogEvery
 	if p.tty {
-		fmt.Fprintf(p.w, "\r%s \n", p.line(done, failed))
-		return
+		every = progressRedrawEvery
 	}
-	fmt.Fprintln(p.w, p.line(done, failed))
+	p.stop, p.stopped = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(p.stopped)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				p.print()
+			case <-p.stop:
+				return
+			}
+		}
+	}()
+}
+
+// update records a finished seed; a terminal redraws at once.
+func (p *progress) update(done, failed int) {
+	p.mu.Lock()
+	p.done, p.failed = done, failed
+	p.mu.Unlock()
+	if p.tty {
+		p.print()
+	}
+}
+
+func (p *progress) print() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	elapsed := time.Since(p.start).Seconds()
+	line := fmt.Sprintf("seeds %d/%d failed=%d rate=%.2f/s elapsed=%.0fs", p.done, p.total, p.failed,
+		float64(p.done)/max(elapsed, 1e-9), elapsed)
+	if p.tty {
+		fmt.Fprintf(p.w, "\r%s ", line)
+	} else {
+		fmt.Fprintln(p.w, line)
+	}
+}
+
+// end stops the clock and prints the last line.
+func (p *progress) end() {
+	if p.stop != nil {
+		close(p.stop)
+		<-p.stopped
+	}
+	p.print()
+	if p.tty {
+		fmt.Fprintln(p.w)
+	}
 }
