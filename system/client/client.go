@@ -70,6 +70,7 @@ const (
 	timerSyncRetry                  // retry syncs that failed
 	timerPoll                       // long-poll: poll again after a failed poll
 	timerLogout                     // TCP: hang up if the server did not close after LOGOUT
+	timerPushAck                    // TCP: write the PUSH_ACK of the pushes received since the last write
 	timerKindCount
 )
 

@@ -306,12 +306,12 @@ func TestDuplicatePushesDeliveredOnce(t *testing.T) {
 		reply(t, c, e, 0, &wire.Push{PushId: uint64(i + 1), Messages: msgs})
 	}
 	ws := e.take(t)
-	var acks []uint64
-	for _, w := range only(ws, wire.OpPushAck) {
-		acks = append(acks, w.msg.(*wire.PushAck).PushId)
+	if got := only(ws, wire.OpPushAck); len(got) != 0 {
+		t.Fatalf("PUSH_ACK written before PushAckDelay with nothing else to write: %v", got)
 	}
-	if fmt.Sprint(acks) != "[1 2 3 4]" {
-		t.Fatalf("PUSH_ACKs %v, want [1 2 3 4]", acks)
+	e.advance(c, PushAckDelayDefault)
+	if acks := pushAcked(only(e.take(t), wire.OpPushAck)); fmt.Sprint(acks) != "[[1 2 3 4]]" {
+		t.Fatalf("PUSH_ACKs %v, want one of [1 2 3 4]", acks)
 	}
 	if got := deliverSeqs(e); fmt.Sprint(got) != "[1/push 2/push]" {
 		t.Fatalf("delivered %v, want [1/push 2/push]", got)
@@ -1011,5 +1011,68 @@ func TestSyncRetryBacksOff(t *testing.T) {
 	e.advance(c, cfg.BackoffMin)
 	if got := only(e.take(t), wire.OpSync); len(got) != 1 {
 		t.Fatalf("after an answered sync, a refusal retried %d syncs within BackoffMin, want 1", len(got))
+	}
+}
+
+// pushAcked lists the push ids each PUSH_ACK acknowledges.
+func pushAcked(ws []written) [][]uint64 {
+	var out [][]uint64
+	for _, w := range ws {
+		a := w.msg.(*wire.PushAck)
+		out = append(out, append([]uint64{a.PushId}, a.MorePushIds...))
+	}
+	return out
+}
+
+// A push's ack rides on the client's next write (here a SEND), ahead of it,
+// and the ack timer is then disarmed; a client with nothing to write acks
+// after PushAckDelay; pushAcksPendingMax acks are written at once.
+func TestPushAcksRideOnTheNextWrite(t *testing.T) {
+	c, e := startTCP(t, tcpConfig())
+	reply(t, c, e, 0, &wire.Push{PushId: 1, Messages: []*wire.ChatMessage{peerMsg(1)}})
+	reply(t, c, e, 0, &wire.Push{PushId: 2, Messages: []*wire.ChatMessage{peerMsg(2)}})
+	if _, err := c.Send(e, testConv, "hi"); err != nil {
+		t.Fatal(err)
+	}
+	ws := e.take(t)
+	if len(ws) != 2 || ws[0].op != wire.OpPushAck || ws[1].op != wire.OpSend {
+		t.Fatalf("wrote %v, want PUSH_ACK then SEND", ws)
+	}
+	if acks := pushAcked(ws[:1]); fmt.Sprint(acks) != "[[1 2]]" {
+		t.Fatalf("PUSH_ACKs %v, want [[1 2]]", acks)
+	}
+	e.advance(c, PushAckDelayDefault)
+	if ws := only(e.take(t), wire.OpPushAck); len(ws) != 0 {
+		t.Fatalf("acked again after the delay: %v", pushAcked(ws))
+	}
+	for i := range pushAcksPendingMax {
+		reply(t, c, e, 0, &wire.Push{PushId: uint64(10 + i), Messages: []*wire.ChatMessage{peerMsg(uint64(3 + i))}})
+	}
+	acks := pushAcked(only(e.take(t), wire.OpPushAck))
+	if len(acks) != 1 || len(acks[0]) != pushAcksPendingMax || acks[0][0] != 10 {
+		t.Fatalf("after %d pushes: PUSH_ACKs %v, want one of all of them", pushAcksPendingMax, acks)
+	}
+}
+
+// Acks held back when the connection drops are not written on the next one
+// (its pushes took the offline path at entry); PushAckDelay < 0 acks each
+// push at once.
+func TestPushAcksOfALostConnection(t *testing.T) {
+	c, e := startTCP(t, tcpConfig())
+	reply(t, c, e, 0, &wire.Push{PushId: 1, Messages: []*wire.ChatMessage{peerMsg(1)}})
+	c.Handle(e, Disconnected{Reason: "test"})
+	e.advance(c, time.Minute) // reconnect timer; the ack timer is gone
+	connect(t, c, e)
+	e.advance(c, PushAckDelayDefault)
+	if ws := only(e.take(t), wire.OpPushAck); len(ws) != 0 {
+		t.Fatalf("acked a push of the lost connection: %v", pushAcked(ws))
+	}
+
+	cfg := tcpConfig()
+	cfg.PushAckDelay = -1
+	c, e = startTCP(t, cfg)
+	reply(t, c, e, 0, &wire.Push{PushId: 7, Messages: []*wire.ChatMessage{peerMsg(1)}})
+	if acks := pushAcked(only(e.take(t), wire.OpPushAck)); fmt.Sprint(acks) != "[[7]]" {
+		t.Fatalf("PushAckDelay < 0: PUSH_ACKs %v, want [[7]] at once", acks)
 	}
 }

@@ -40,6 +40,10 @@ const (
 	ConvsMaxDefault          = 10000
 	ConvListLimitDefault     = 100
 	HeldMaxDefault           = 1 << 20
+	// PushAckDelayDefault: how long a PUSH may wait for its PUSH_ACK to
+	// ride on the client's next write. Far below entry's pushAckTimeout
+	// (5 s), so an unhurried ack never sends a push to the offline path.
+	PushAckDelayDefault = 250 * time.Millisecond
 	// PollWaitDefault is how long httpentry may park one poll.
 	PollWaitDefault = 25 * time.Second
 )
@@ -90,6 +94,13 @@ type Config struct {
 	ConvsMax          int           // conversations tracked; messages of more are dropped
 	ConvListLimit     int           // rows asked for by CONV_LIST
 	HeldMax           int           // messages held per conversation; the oldest are forgotten beyond
+	// PushAckDelay (TCP): a PUSH is acknowledged with the next frame the
+	// client writes, or after PushAckDelay at the latest, the acks of
+	// every push received meanwhile in one PUSH_ACK: on a loopback or LAN
+	// connection a write costs more than everything else a message does,
+	// and a PUSH_ACK of its own was one of four per message. Negative:
+	// each PUSH is acknowledged at once, in a PUSH_ACK of its own.
+	PushAckDelay time.Duration
 
 	// OnDeliver, if set, sees every message handed to the application
 	// (after dedup and reordering), with via "push" or "sync". Load
@@ -125,6 +136,9 @@ func (cfg *Config) fillDefaults() {
 	setInt(&cfg.ConvsMax, ConvsMaxDefault)
 	setInt(&cfg.ConvListLimit, ConvListLimitDefault)
 	setInt(&cfg.HeldMax, HeldMaxDefault)
+	if cfg.PushAckDelay == 0 {
+		cfg.PushAckDelay = PushAckDelayDefault
+	}
 	if cfg.BackoffMax < cfg.BackoffMin {
 		cfg.BackoffMax = cfg.BackoffMin
 	}

@@ -47,7 +47,16 @@ type tcp struct {
 	reqs        map[uint32]*tcpReq
 	lastBeat    time.Time // when presence was last refreshed: login or the last HEARTBEAT
 	lastFrameIn time.Time
+	// acks: ids of pushes received and not yet acknowledged, in order;
+	// written in one PUSH_ACK before the next frame, by timerPushAck at
+	// the latest, or when pushAcksPendingMax wait.
+	acks []uint64
 }
+
+// pushAcksPendingMax bounds the acks a client holds back: at that many it
+// writes them at once (entry refuses a PUSH_ACK naming more ids than it
+// keeps pushes pending, 256 by default).
+const pushAcksPendingMax = 64
 
 func newTCP(c *Client) *tcp { return &tcp{c: c, reqs: map[uint32]*tcpReq{}} }
 
@@ -109,6 +118,10 @@ func (t *tcp) onDisconnected(env Env, reason string) {
 	}
 	t.state = connIdle
 	clear(t.reqs)
+	// Pushes of the lost connection that were not acknowledged go to the
+	// offline path at entry; the periodic sync or a gap fill brings them.
+	t.acks = t.acks[:0]
+	t.c.disarm(env, timerPushAck)
 	t.c.disarm(env, timerRequest)
 	t.c.disarm(env, timerHeartbeat)
 	t.c.disarm(env, timerLogout)
@@ -133,7 +146,40 @@ func (t *tcp) timer(env Env, k timerKind) {
 		t.onHeartbeat(env)
 	case timerLogout:
 		t.hangup(env)
+	case timerPushAck:
+		t.flushAcks(env)
 	}
+}
+
+// ackPush acknowledges push id: with the next frame written, or when
+// timerPushAck fires.
+func (t *tcp) ackPush(env Env, id uint64) {
+	if t.c.cfg.PushAckDelay < 0 {
+		t.write(env, 0, &wire.PushAck{PushId: id})
+		return
+	}
+	t.acks = append(t.acks, id)
+	if len(t.acks) >= pushAcksPendingMax {
+		t.flushAcks(env)
+		return
+	}
+	if !t.c.armed(timerPushAck) {
+		t.c.arm(env, timerPushAck, t.c.cfg.PushAckDelay)
+	}
+}
+
+// flushAcks writes the acks held back, all in one PUSH_ACK.
+func (t *tcp) flushAcks(env Env) {
+	if len(t.acks) == 0 {
+		return
+	}
+	t.c.disarm(env, timerPushAck)
+	ack := &wire.PushAck{PushId: t.acks[0]}
+	if len(t.acks) > 1 {
+		ack.MorePushIds = append([]uint64(nil), t.acks[1:]...)
+	}
+	t.acks = t.acks[:0]
+	t.writeFrame(env, 0, ack)
 }
 
 func (t *tcp) hangup(env Env) {
@@ -164,7 +210,14 @@ func (t *tcp) request(env Env, r *tcpReq, m proto.Message) {
 	}
 }
 
+// write writes m, preceded by the PUSH_ACK of the pushes held back: the
+// ack rides in the same write to the socket.
 func (t *tcp) write(env Env, reqID uint32, m proto.Message) bool {
+	t.flushAcks(env)
+	return t.writeFrame(env, reqID, m)
+}
+
+func (t *tcp) writeFrame(env Env, reqID uint32, m proto.Message) bool {
 	f, err := wire.EncodeMessage(reqID, m)
 	if err != nil {
 		env.Log().Error("client: encode", "user", t.c.cfg.User, "err", err)

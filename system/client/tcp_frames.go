@@ -66,10 +66,11 @@ func (t *tcp) onLoginAck(env Env, req *tcpReq) {
 }
 
 // onPush acknowledges the push first (the server moves an unacknowledged
-// push to the offline path), then takes its messages.
+// push to the offline path; the ack waits at most PushAckDelay for a
+// write to ride on), then takes its messages.
 func (t *tcp) onPush(env Env, p *wire.Push) {
 	t.c.stats.Pushes++
-	t.write(env, 0, &wire.PushAck{PushId: p.PushId})
+	t.ackPush(env, p.PushId)
 	for _, m := range p.Messages {
 		t.c.accept(env, m, viaPush)
 	}

@@ -512,6 +512,33 @@ func TestPushAckClears(t *testing.T) {
 	}
 }
 
+// One PUSH_ACK acknowledges several pushes; the one it leaves out still
+// times out; one naming more ids than pushes may be pending is refused.
+func TestPushAckOfSeveralPushes(t *testing.T) {
+	h := newHarness(t, nil)
+	h.login(1, "bob")
+	var ids []uint64
+	for seq := uint64(1); seq <= 3; seq++ {
+		fs := framesTo(h.handle(node.Recv{From: logicAt(2), Msg: pushReq("bob", 1, 1, seq)}), 1)
+		if len(fs) != 1 {
+			t.Fatalf("got %d frames, want 1 PUSH", len(fs))
+		}
+		ids = append(ids, pushOf(t, fs[0]).PushId)
+	}
+	h.frame(1, wire.OpPushAck, 0, &wire.PushAck{PushId: ids[0], MorePushIds: []uint64{ids[2]}})
+	failed := sentOf[*wire.PushFailed](h.advance(PushAckTimeoutDefault))
+	if len(failed) != 1 || len(failed[0].Messages) != 1 || failed[0].Messages[0].Seq != 2 {
+		t.Fatalf("got PushFailed %v, want one of seq 2", failed)
+	}
+	if s := h.e.Stats(); s.PushAcks != 2 || s.PushTimeouts != 1 {
+		t.Errorf("got acks %d timeouts %d, want 2 1", s.PushAcks, s.PushTimeouts)
+	}
+	eff := h.frame(1, wire.OpPushAck, 0, &wire.PushAck{PushId: 1, MorePushIds: make([]uint64, PushesPendingMaxDefault)})
+	if fs := framesTo(eff, 1); len(fs) != 1 || fs[0].Op != wire.OpError {
+		t.Fatalf("an ack of %d ids got %v, want an ERROR", PushesPendingMaxDefault+1, fs)
+	}
+}
+
 func TestPushFailed(t *testing.T) {
 	cases := []struct {
 		name   string

@@ -55,15 +55,30 @@ func (e *Entry) onPushAck(env node.Env, c *conn, f wire.Frame) {
 		e.fail(env, c, f.ReqID, f.Op, wire.ErrorCode_BAD_REQUEST, "bad PUSH_ACK body")
 		return
 	}
+	// More ids than pushes can be pending is no honest client's ack, and
+	// each id is a scan of the pending pushes.
+	if len(ack.MorePushIds) >= e.cfg.PushesPendingMax {
+		e.stats.BadFrames++
+		e.fail(env, c, f.ReqID, f.Op, wire.ErrorCode_BAD_REQUEST, "PUSH_ACK with too many ids")
+		return
+	}
+	e.ackPush(env, c, ack.PushId)
+	for _, id := range ack.MorePushIds {
+		e.ackPush(env, c, id)
+	}
+}
+
+// ackPush forgets push id of c. An ack after the timeout finds nothing:
+// the messages already took the offline path.
+func (e *Entry) ackPush(env node.Env, c *conn, id uint64) {
 	for i, p := range c.pushes {
-		if p.id == ack.PushId {
+		if p.id == id {
 			env.Cancel(p.timer)
 			c.pushes = append(c.pushes[:i], c.pushes[i+1:]...)
 			e.stats.PushAcks++
 			return
 		}
 	}
-	// An ack after the timeout: the messages already took the offline path.
 }
 
 func (e *Entry) onPushTimeout(env node.Env, c *conn, id uint64, timer node.TimerID) {

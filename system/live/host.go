@@ -66,6 +66,12 @@ type Host struct {
 	deliveries sync.Map // node.DeliveryID → QueueDelivery
 
 	handled atomic.Uint64
+
+	// due: app connections this round wrote frames to, flushed once each
+	// when the round ends (flushWrites); wbuf is the buffer they are
+	// encoded into. Node goroutine only.
+	due  []*appConn
+	wbuf []byte
 }
 
 func newHost(p *Process, addr node.Addr, newNode func() node.Node) *Host {
@@ -157,6 +163,7 @@ func (h *Host) run() {
 	h.n = h.newNode()
 	h.n.Start(env)
 	h.drainLocal(env)
+	h.flushWrites()
 	for {
 		select {
 		case ev := <-h.mailbox:
@@ -181,7 +188,18 @@ func (h *Host) run() {
 		case <-h.done:
 			return
 		}
+		h.flushWrites()
 	}
+}
+
+// flushWrites writes, once each, the app connections the round's events
+// wrote to: every frame of a round to one connection in one write.
+func (h *Host) flushWrites() {
+	for i, c := range h.due {
+		h.due[i] = nil
+		h.proc.flushDue(h, c)
+	}
+	h.due = h.due[:0]
 }
 
 // drainLocal handles the events the node's own effects queued (a LinkDown
@@ -234,7 +252,7 @@ func (e *hostEnv) Send(to node.Addr, m node.Message) {
 	}
 }
 
-func (e *hostEnv) ToClient(c node.ConnID, f wire.Frame) { e.h.proc.conns.write(c, f) }
+func (e *hostEnv) ToClient(c node.ConnID, f wire.Frame) { e.h.proc.conns.writeFrom(e.h, c, f) }
 func (e *hostEnv) Close(c node.ConnID)                  { e.h.proc.conns.close(c, "closed by server") }
 func (e *hostEnv) HTTPReply(c node.ConnID, status int, ct string, body []byte) {
 	e.h.proc.https.reply(c, status, ct, body)

@@ -73,15 +73,10 @@ func (p *Process) pollApp(c *appConn) {
 	if len(pls) == 0 {
 		return
 	}
-	sc, ok := c.conn.(syscall.Conn)
-	if !ok {
+	if c.rc == nil {
 		return
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return
-	}
-	c.rc, c.poller = rc, pls[uint64(c.id)%uint64(len(pls))]
+	c.poller = pls[uint64(c.id)%uint64(len(pls))]
 }
 
 // watch adds c to the epoll set. If it cannot (c closed meanwhile, the
@@ -346,4 +341,28 @@ func (pl *poller) end(c *appConn, reason string, reject error) {
 	}
 	pl.proc.conns.close(c.id, reason)
 	c.host.post(node.ClientDisconnect{Conn: c.id, Reason: reason})
+}
+
+// writeNonBlocking writes what the socket takes now: n < len(b) with a nil
+// error when it is full.
+func writeNonBlocking(rc syscall.RawConn, b []byte) (int, error) {
+	var n int
+	var werr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			n, werr = syscall.Write(int(fd), b)
+			if werr != syscall.EINTR {
+				return
+			}
+		}
+	}); err != nil {
+		return 0, err
+	}
+	if werr == syscall.EAGAIN {
+		return 0, nil
+	}
+	if werr != nil {
+		return 0, werr
+	}
+	return n, nil
 }

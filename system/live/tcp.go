@@ -41,14 +41,17 @@ const (
 // per connection with a preallocated 1024-frame channel and a resident
 // writer, 9.9 KB with a reader goroutine and a 512-byte buffer).
 type appConn struct {
-	id       node.ConnID
-	conn     net.Conn
-	host     *Host
-	rc       syscall.RawConn // the poller's reads; nil with a reader goroutine
-	poller   *poller
-	mu       sync.Mutex
-	queue    []wire.Frame
-	writing  bool // a writer goroutine owns the socket's write side
+	id      node.ConnID
+	conn    net.Conn
+	host    *Host
+	rc      syscall.RawConn // the poller's reads and the host's direct writes; nil if the conn has no descriptor
+	poller  *poller
+	mu      sync.Mutex
+	queue   []wire.Frame
+	writing bool // a writer (the host's round flush or a goroutine) owns the socket's write side
+	// due: frames wait for the end of the host's round (Host.flushWrites),
+	// and c is in that host's due list.
+	due      bool
 	closed   bool // no more frames accepted; the writer closes after flushing
 	done     bool // finalized: removed from the table
 	readDone bool // the poller posted ClientDisconnect (it reads no more)
@@ -110,9 +113,105 @@ func (cs *conns) write(id node.ConnID, f wire.Frame) {
 	c.mu.Unlock()
 	cs.proc.metrics.frameOut(f.Op)
 	if start {
-		go cs.proc.appWriter(c)
+		go cs.proc.appWriter(c, nil)
 	}
 }
+
+// writeFrom is write for a frame of host h, the connection's own, on h's
+// goroutine. It starts no writer: the host writes every connection it
+// queued frames for once, at the end of its round (flushWrites), straight
+// from its goroutine with a non-blocking write. A goroutine started per
+// written frame cost a goroutine's creation, scheduling and exit for each
+// of the two frames entry writes per message; and frames of one round to
+// one connection now share a write.
+func (cs *conns) writeFrom(h *Host, id node.ConnID, f wire.Frame) {
+	c := cs.get(id)
+	if c == nil {
+		return
+	}
+	if c.rc == nil || c.host != h {
+		cs.write(id, f)
+		return
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	if len(c.queue) >= WriteQueueMax {
+		c.mu.Unlock()
+		cs.write(id, f) // the slow-consumer cut, as write does it
+		return
+	}
+	c.queue = append(c.queue, f)
+	// With a writer goroutine running (a flush that found the socket
+	// full, or a close), the frame waits in the queue that it drains.
+	if !c.writing && !c.due {
+		c.due = true
+		h.due = append(h.due, c)
+	}
+	c.mu.Unlock()
+	cs.proc.metrics.frameOut(f.Op)
+}
+
+// flushDue writes what c's host queued for it this round: one
+// non-blocking write of every frame waiting. What the socket does not take
+// at once (the peer reads slowly) goes to a writer goroutine, which waits
+// for room under appWriteTimeout; the host never blocks on a peer.
+func (p *Process) flushDue(h *Host, c *appConn) {
+	c.mu.Lock()
+	c.due = false
+	if c.writing || len(c.queue) == 0 {
+		// A writer goroutine owns the socket (it drains the queue), or the
+		// queue was dropped (slow consumer).
+		c.mu.Unlock()
+		return
+	}
+	buf := h.wbuf[:0]
+	for _, f := range c.queue {
+		buf, _ = wire.AppendFrame(buf, f)
+	}
+	c.queue = recycleQueue(c.queue)
+	c.writing = true
+	c.mu.Unlock()
+	if cap(buf) <= hostWriteBufferMax {
+		h.wbuf = buf
+	} else {
+		h.wbuf = nil
+	}
+	n, err := writeNonBlocking(c.rc, buf)
+	switch {
+	case err != nil:
+		p.finalize(c)
+		return
+	case n < len(buf):
+		go p.appWriter(c, append([]byte(nil), buf[n:]...))
+		return
+	}
+	c.mu.Lock()
+	if len(c.queue) > 0 || c.closed {
+		// Frames queued from elsewhere meanwhile (an ERROR for a bad frame),
+		// or a close that waits for the flush: a writer finishes the job.
+		c.mu.Unlock()
+		go p.appWriter(c, nil)
+		return
+	}
+	c.writing = false
+	c.mu.Unlock()
+}
+
+// recycleQueue empties a write queue and keeps its array when it is small:
+// an idle connection keeps no large one.
+func recycleQueue(q []wire.Frame) []wire.Frame {
+	if cap(q) > 8 {
+		return nil
+	}
+	clear(q)
+	return q[:0]
+}
+
+// hostWriteBufferMax bounds the encoding buffer a host keeps between rounds.
+const hostWriteBufferMax = 64 << 10
 
 // close flushes what is queued, then closes. Idempotent.
 func (cs *conns) close(id node.ConnID, reason string) {
@@ -130,7 +229,7 @@ func (cs *conns) close(id node.ConnID, reason string) {
 	c.writing = true
 	c.mu.Unlock()
 	if start {
-		go cs.proc.appWriter(c) // flushes nothing, closes
+		go cs.proc.appWriter(c, nil) // flushes what waits, closes
 	}
 }
 
@@ -180,6 +279,9 @@ func (p *Process) serveApp(h *Host, ln net.Listener) {
 			_ = tc.SetNoDelay(true)
 		}
 		c := &appConn{id: node.ConnID(p.connIDs.Add(1)), conn: nc, host: h}
+		if sc, ok := nc.(syscall.Conn); ok {
+			c.rc, _ = sc.SyscallConn()
+		}
 		p.pollApp(c)
 		p.conns.mu.Lock()
 		p.conns.m[c.id] = c
@@ -240,9 +342,20 @@ func (p *Process) rejectFrame(c *appConn, err error) {
 // one only while it writes.
 var writeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, appWriteBuffer); return &b }}
 
-// appWriter drains the queue, coalescing every frame waiting into one write,
+// appWriter writes first (the rest of a flush the socket did not take),
+// then drains the queue, coalescing every frame waiting into one write,
 // and exits when the queue is empty (or finalizes a closed connection).
-func (p *Process) appWriter(c *appConn) {
+func (p *Process) appWriter(c *appConn, first []byte) {
+	if len(first) > 0 {
+		_ = c.conn.SetWriteDeadline(time.Now().Add(appWriteTimeout))
+		if _, err := c.conn.Write(first); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				p.metrics.slowConsumer()
+			}
+			p.finalize(c)
+			return
+		}
+	}
 	bp := writeBuffers.Get().(*[]byte)
 	defer func() {
 		if cap(*bp) <= 64<<10 {

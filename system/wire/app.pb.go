@@ -581,9 +581,14 @@ func (x *Push) GetPushId() uint64 {
 	return 0
 }
 
+// One PUSH_ACK may acknowledge several pushes: push_id and every id in
+// more_push_ids (the client acknowledges what it received since its last
+// write with its next write, or after push_ack_delay). At most
+// pushAckIDsMax ids in all.
 type PushAck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	PushId        uint64                 `protobuf:"varint,1,opt,name=push_id,json=pushId,proto3" json:"push_id,omitempty"`
+	MorePushIds   []uint64               `protobuf:"varint,2,rep,packed,name=more_push_ids,json=morePushIds,proto3" json:"more_push_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -623,6 +628,13 @@ func (x *PushAck) GetPushId() uint64 {
 		return x.PushId
 	}
 	return 0
+}
+
+func (x *PushAck) GetMorePushIds() []uint64 {
+	if x != nil {
+		return x.MorePushIds
+	}
+	return nil
 }
 
 type Sync struct {
@@ -1302,9 +1314,10 @@ const file_app_proto_rawDesc = "" +
 	"\rcreated_at_ms\x18\a \x01(\x03R\vcreatedAtMs\"S\n" +
 	"\x04Push\x122\n" +
 	"\bmessages\x18\x01 \x03(\v2\x16.zzim.wire.ChatMessageR\bmessages\x12\x17\n" +
-	"\apush_id\x18\x02 \x01(\x04R\x06pushId\"\"\n" +
+	"\apush_id\x18\x02 \x01(\x04R\x06pushId\"F\n" +
 	"\aPushAck\x12\x17\n" +
-	"\apush_id\x18\x01 \x01(\x04R\x06pushId\"R\n" +
+	"\apush_id\x18\x01 \x01(\x04R\x06pushId\x12\"\n" +
+	"\rmore_push_ids\x18\x02 \x03(\x04R\vmorePushIds\"R\n" +
 	"\x04Sync\x12\x17\n" +
 	"\aconv_id\x18\x01 \x01(\tR\x06convId\x12\x1b\n" +
 	"\tafter_seq\x18\x02 \x01(\x04R\bafterSeq\x12\x14\n" +
