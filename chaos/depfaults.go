@@ -71,8 +71,8 @@ type DepCounters struct {
 	DBFailovers int `json:"db_failovers"`
 	// NATSNodeRestarts: a killed NATS node was started and healthy again.
 	NATSNodeRestarts int `json:"nats_node_restarts"`
-	// NATSLeaderChanges: the meta leader read after a NATS fault differed
-	// from the one read before it.
+	// NATSLeaderChanges: the meta leader read while the node was away, or
+	// after it was back, differed from the one read before the fault.
 	NATSLeaderChanges int `json:"nats_leader_changes"`
 	// PresenceLost: Redis keys (presence entries) held when Redis was killed.
 	PresenceLost int `json:"presence_lost"`
@@ -86,6 +86,7 @@ type DepCounters struct {
 type LeaderChange struct {
 	Target string `json:"target"` // the node the fault took
 	Before string `json:"before"`
+	During string `json:"during"` // elected by the others while the node was away
 	After  string `json:"after"`
 }
 
@@ -286,7 +287,13 @@ func (p *faultPlan) natsFault(f scenarios.Fault, r *FaultRecord) (injection, str
 			if node == "" {
 				return nil
 			}
-			var err error
+			// The leader the other nodes elected while this one was away
+			// (a leader that comes back is a follower of a newer term, or
+			// wins again: reading only afterwards could miss the change).
+			during, err := e.waitNATSLeader(ctx)
+			if err != nil {
+				return fmt.Errorf("no meta leader while %s is away: %w", node, err)
+			}
 			if kill {
 				err = e.Start(ctx, node)
 			} else {
@@ -306,10 +313,10 @@ func (p *faultPlan) natsFault(f scenarios.Fault, r *FaultRecord) (injection, str
 				if kill {
 					c.NATSNodeRestarts++
 				}
-				if after != before {
+				if during != before || after != before {
 					c.NATSLeaderChanges++
 				}
-				c.Leaders = append(c.Leaders, LeaderChange{Target: node, Before: before, After: after})
+				c.Leaders = append(c.Leaders, LeaderChange{Target: node, Before: before, During: during, After: after})
 			})
 			return nil
 		},

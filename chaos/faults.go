@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,6 +37,9 @@ const (
 // heartbeat. A shorter window would make a scenario's pause or partition a
 // different fault from the simulator's.
 const forMin = node.RegistryTTLDefault + 2*node.RegistryHeartbeatDefault
+
+// depForMin is the shortest window of a dependency fault.
+const depForMin = time.Second
 
 // dbTimeoutFlap is the on and off period of db-timeout's toxic: a
 // transaction in flight when it comes on loses its remaining answers, so
@@ -94,6 +98,13 @@ func planFaults(env *Env, faults []scenarios.Fault, scale float64) *faultPlan {
 		r := &FaultRecord{What: string(f.What), Target: f.Target, At: scaleTime(f.At.D(), scale)}
 		if f.For > 0 {
 			r.For = max(scaleTime(f.For.D(), scale), forMin)
+			if slices.Contains(depKinds, f.What) {
+				// A dependency's own failure is not one zzim's slots must
+				// be seen dead for: it scales like the traffic (an outage
+				// of a dependency is what clients see, election and
+				// promotion take their real time on top).
+				r.For = max(scaleTime(f.For.D(), scale), depForMin)
+			}
 		}
 		inj, status, note := p.injection(f, "chaos"+strconv.Itoa(i), r)
 		r.Status, r.Note = status, note

@@ -202,7 +202,7 @@ var ExercisedCounters = []struct{ Name, Meaning string }{
 	{"db_failovers", "the harness: the replica promoted and das's paths re-pointed"},
 	{"db_lost_acknowledged", "acknowledged sends whose seq the store (the promoted primary after a failover) does not hold with their client_msg_id"},
 	{"nats_node_restarts", "the harness: a killed NATS node started again and healthy"},
-	{"nats_leader_changes", "the harness: the JetStream meta leader read after a NATS fault differs from the one before"},
+	{"nats_leader_changes", "the harness: the JetStream meta leader read while the node was away or after it came back differs from the one before"},
 	{"presence_lost", "the harness: Redis keys (presence entries) held when Redis was killed"},
 }
 

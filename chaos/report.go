@@ -279,7 +279,7 @@ func (r *Report) WriteText(w io.Writer) error {
 				p.Repoint.Round(time.Millisecond), p.GTID)
 		}
 		for _, l := range d.Leaders {
-			ew.printf("nats: took %s, meta leader %s before, %s after\n", l.Target, l.Before, l.After)
+			ew.printf("nats: took %s; meta leader %s before, %s while it was away, %s after\n", l.Target, l.Before, l.During, l.After)
 		}
 	}
 	if r.LostCount > 0 {
