@@ -49,7 +49,7 @@ import (
 const (
 	benchPairs = 1000
 	benchRate  = 10
-	// benchP99Target is issue 8's latency target for the saturation point.
+	// benchP99Target is the latency target for the saturation point.
 	benchP99Target = 50 * time.Millisecond
 	// benchDrainMax bounds the wait for the last deliveries of a run.
 	benchDrainMax = 60 * time.Second
@@ -276,7 +276,7 @@ func offer(senders []benchSender, p *probe, step, per, rate int) {
 // other client, over loopback TCP against an up-style cluster, with the
 // send-to-deliver latency's p50 and p99 and the CPU per message.
 //
-// Where the CPU goes (issue 8), at 4,000 msg/s (1000 pairs, rate 2), not
+// Where the CPU goes, at 4,000 msg/s (1000 pairs, rate 2), not
 // saturated, on this 2-core VM shared with other work, in µs per message:
 //
 //	ZZIM_BENCH_RATE=2 ZZIM_BENCH_CPUPROFILE=/tmp/mem.prof go test ./e2e -run '^$' \

@@ -34,7 +34,7 @@ func vmRSS(t *testing.T, pid int) int64 {
 	return 0
 }
 
-// connTarget is issue 12's bound on an entry process's memory per idle,
+// connTarget is the bound on an entry process's memory per idle,
 // logged-in connection.
 const connTarget = 5 * 1024
 
@@ -48,7 +48,7 @@ const generatorUsersMax = 9000
 // files cap is 20,000 per process) idle logged-in TCP connections on it
 // from `zzim load` processes whose sources are spread over 127.0.0.0/8,
 // and reports the entry process's RSS per connection. It fails above
-// issue 12's 5 KB.
+// 5 KB.
 func TestEntryCapacity(t *testing.T) {
 	if os.Getenv("ZZIM_CAPACITY") != "1" {
 		t.Skip("set ZZIM_CAPACITY=1 to measure connections per entry process")

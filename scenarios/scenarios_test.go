@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// wantScenarios are the library the issues ask for; each must be embedded.
+// wantScenarios are the shipped library; each must be embedded.
 var wantScenarios = []string{
 	"ambiguous-commit", "bench-standard", "broadcast-100k", "clock-skew", "das-timeouts",
 	"entry-restart", "logic-failover", "logic-pause", "logic-scale-in", "logic-scale-out",

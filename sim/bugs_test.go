@@ -10,9 +10,9 @@ import (
 )
 
 // bugCases: each bug switch, the scenario that exercises its guard, the
-// checks that must catch it, and the promise they must name. The issue's
-// sweeps go to 200 seeds; every switch is caught at the first seed today
-// (see the report of issue 7), so a small bound here still leaves room.
+// checks that must catch it, and the promise they must name. The long
+// sweeps go to 200 seeds; every switch is caught at the first seed today,
+// so a small bound here still leaves room.
 var bugCases = []struct {
 	bug      bugs.Switch
 	scenario string
@@ -29,7 +29,7 @@ var bugCases = []struct {
 	{bugs.StaleSync, "logic-failover", []string{"linearizability"}, check.PromiseLinearizableSync, true},
 }
 
-// bugSeedsMax bounds each test sweep (the issue's bound is 200).
+// bugSeedsMax bounds each test sweep (the long sweeps' bound is 200).
 const bugSeedsMax = 10
 
 // sweepUntil runs sc's seeds 1..n two at a time with the switch set and

@@ -11,7 +11,7 @@ import (
 // forwarded, queues grow in logic's and das's mailboxes until answers take
 // longer than logicTimeout and dasTimeout, and those timeouts then fail
 // sessions over and resend their requests: each unit of overload turns into
-// more work (the collapse measured in issue 8). So entry bounds the requests
+// more work (a collapse measured under saturation). So entry bounds the requests
 // it has forwarded and not yet seen answered, and adapts that bound to the
 // answers' round-trip time (AIMD, as TCP does with a window): an answer slower
 // than AdmitRTTTarget cuts the bound, fast answers grow it back. A request

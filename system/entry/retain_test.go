@@ -7,7 +7,7 @@ import (
 )
 
 // An idle session keeps nothing of the requests it had answered: an entry
-// holds sessions by the ten thousand (issue 12).
+// holds sessions by the ten thousand.
 func TestIdleSessionRetainsNoAnsweredRequest(t *testing.T) {
 	h := newHarness(t, nil)
 	login := requests(h.login(1, "alice"))[0]

@@ -14,7 +14,7 @@ import (
 
 // TestStatsExportsBusinessArrays: das keeps its queue depths and
 // rejections in arrays indexed by business; /metrics must carry one series
-// per business (issue 8: queue depths and rejections), not drop them.
+// per business (queue depths and rejections), not drop them.
 func TestStatsExportsBusinessArrays(t *testing.T) {
 	var st das.Stats
 	st.QueueDepth[1] = 7 // contact

@@ -37,7 +37,7 @@ const (
 // socket: a poller reads it when it is readable (poll_linux.go; a reader
 // goroutine with a small buffer where there is no epoll), the write queue
 // is a slice allocated only while frames wait, and the writer goroutine
-// exists only while there is something to write (issue 12 measured 20 KB
+// exists only while there is something to write (measured: 20 KB
 // per connection with a preallocated 1024-frame channel and a resident
 // writer, 9.9 KB with a reader goroutine and a 512-byte buffer).
 type appConn struct {

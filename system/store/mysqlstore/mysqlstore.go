@@ -3,7 +3,7 @@
 //
 // Group commit: one Append is one transaction per shard at READ COMMITTED
 // with a constant number of statements whatever the batch size, because
-// round trips, not fsync, limit a database here (issue 9: 100 appends as 300
+// round trips, not fsync, limit a database here (measured: 100 appends as 300
 // statements ran no faster than 100 one-append transactions; as 3 multi-row
 // statements they ran 9 times faster). The transaction:
 //

@@ -150,7 +150,7 @@ func TestMigrateConcurrently(t *testing.T) {
 }
 
 // TestStatementsPerAppend: a group commit sends as many statements for 200
-// appends as for 1 (issue 9: round trips are the limit).
+// appends as for 1 (round trips are the limit).
 func TestStatementsPerAppend(t *testing.T) {
 	s := open(t, newDatabase(t, testdeps.MariaDB(context.Background(), t)))
 	ctx := context.Background()
