@@ -17,12 +17,12 @@ import (
 // database crashes, fails over or freezes, a NATS node dies or is cut off,
 // Redis dies and comes back empty.
 const (
-	kindDBCrash       scenarios.FaultKind = "db-crash"
-	kindDBFailover    scenarios.FaultKind = "db-failover"
-	kindDBPause       scenarios.FaultKind = "db-pause"
-	kindNATSKill      scenarios.FaultKind = "nats-kill"
-	kindNATSPartition scenarios.FaultKind = "nats-partition"
-	kindRedisKill     scenarios.FaultKind = "redis-kill"
+	kindDBCrash       = scenarios.DBCrash
+	kindDBFailover    = scenarios.DBFailover
+	kindDBPause       = scenarios.DBPause
+	kindNATSKill      = scenarios.NATSKill
+	kindNATSPartition = scenarios.NATSPartition
+	kindRedisKill     = scenarios.RedisKill
 )
 
 // bugNoSemiSync: the primary acknowledges commits before the replica has
@@ -31,16 +31,13 @@ const bugNoSemiSync bugs.Switch = "no-semisync"
 
 // natsLeaderTarget resolves, when the fault fires, to the JetStream meta
 // leader.
-const natsLeaderTarget = "nats-leader"
-
-// lagDefault is db-failover's replication lag when the scenario names none.
-const lagDefault = 200 * time.Millisecond
+const natsLeaderTarget = scenarios.NATSLeader
 
 // depReadyMax bounds a restarted dependency's return to service.
 const depReadyMax = 60 * time.Second
 
 // depKinds are the dependency fault kinds.
-var depKinds = []scenarios.FaultKind{kindDBCrash, kindDBFailover, kindDBPause, kindNATSKill, kindNATSPartition, kindRedisKill}
+var depKinds = scenarios.DependencyKinds
 
 // needsReplicatedDB and needsNATSCluster: only the scenarios that need a
 // replicated dependency pay for one.
@@ -194,15 +191,8 @@ func (p *faultPlan) depInjection(f scenarios.Fault, r *FaultRecord) (injection, 
 // `at` the primary is killed; at `at+for` the replica is promoted.
 func (p *faultPlan) dbFailover(f scenarios.Fault) (injection, string, string, bool) {
 	e := p.env
-	mode := f.Params["replication"]
-	if mode == "" {
-		mode = "semisync"
-	}
-	lag := lagDefault
-	if v, err := time.ParseDuration(f.Params["lag"]); err == nil {
-		lag = v
-	}
-	semiSync := mode == "semisync" && !e.cfg.Bugs.On(bugNoSemiSync)
+	mode, lag := f.Replication(), f.Lag()
+	semiSync := mode == scenarios.ReplicationSemiSync && !e.cfg.Bugs.On(bugNoSemiSync)
 	inj := injection{
 		prepare: func(ctx context.Context) error {
 			if lag > 0 {
@@ -248,7 +238,7 @@ func (p *faultPlan) dbFailover(f scenarios.Fault) (injection, string, string, bo
 	}
 	how := "semi-synchronous (AFTER_SYNC)"
 	switch {
-	case mode == "async":
+	case mode == scenarios.ReplicationAsync:
 		how = "asynchronous (semi-sync off on the primary)"
 	case !semiSync:
 		how = "semi-sync turned off by the no-semisync bug"

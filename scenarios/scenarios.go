@@ -33,7 +33,20 @@
 //   - drop, duplicate, reorder (params.probability: 0..1)
 //   - clog: the link queues everything for For, then releases it.
 //
-// Dependency faults, target "db", "presence", "mq" or "registry":
+// Faults of a dependency itself (the chaos harness kills, freezes or cuts
+// off the real container; the simulator models what it can):
+//   - db-crash (target db): SIGKILL of the primary database, restarted after
+//     For (InnoDB crash recovery); db-pause (target db): the primary freezes.
+//   - db-failover (target db; params.replication: semisync | async,
+//     params.lag: the replication delay, default 200ms): the primary dies
+//     and after For the replica is promoted. Asynchronous replication loses
+//     what the replica had not received: acknowledged messages.
+//   - nats-kill, nats-partition (target nats-0..nats-2 or nats-leader, the
+//     JetStream meta leader when the fault fires): one node of the 3-node
+//     cluster dies (restarted after For) or is cut off.
+//   - redis-kill (target presence): Redis dies and comes back empty after For.
+//
+// Dependency path faults, target "db", "presence", "mq" or "registry":
 //   - db-latency (params.latency, params.business), db-timeout (params.business,
 //     params.commit_probability: a timed-out transaction commits with this
 //     probability, so the caller cannot know), db-deadlock (params.probability,
@@ -50,6 +63,19 @@
 // # Checks
 //
 // structural, linearizability, unread, liveness (see check/).
+//
+// # Expected failures
+//
+// A scenario that exists to show a failure says expect: fail and names it:
+//
+//	expect: fail
+//	expect_violations:
+//	  promises: [2, 5]        # each must be violated
+//	  consequences: [1, 4, 7] # tolerated alongside them
+//
+// Such a run passes only when it fails for that reason alone: every listed
+// promise broken, no other promise broken, and nothing else wrong (a run
+// error, an exercised counter that stayed zero). See Judge.
 //
 // # Exercised counters
 //
@@ -111,6 +137,10 @@ type Scenario struct {
 	Checks    []string `yaml:"checks,omitempty"`
 	Exercised []string `yaml:"exercised,omitempty"`
 	Expect    Verdict  `yaml:"expect,omitempty"`
+	// ExpectViolations, with expect: fail, names the failure the scenario
+	// exists to show: the run passes only when it fails for that reason
+	// alone (see Judge).
+	ExpectViolations *Expectation `yaml:"expect_violations,omitempty"`
 	// LivenessBound: after the heal, every client converges within it.
 	LivenessBound Duration `yaml:"liveness_bound,omitempty"`
 }

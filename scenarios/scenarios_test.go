@@ -190,6 +190,13 @@ func TestFaultValidation(t *testing.T) {
 		{"too far past topology", "  - {at: 1s, what: scale-out, target: logic-3}\n", `the topology has 2 logic slots (plus 1 scaled out)`},
 		{"role without slots", "  - {at: 1s, what: crash, target: extlogic-*}\n", `the topology has no extlogic`},
 		{"every kind known", "  - {at: 1s, what: mq-duplicate, target: mq, params: {probability: 0.1}}\n", ""},
+		{"db failover async", "  - {at: 1s, for: 5s, what: db-failover, target: db, params: {replication: async, lag: 500ms}}\n", ""},
+		{"db failover bad mode", "  - {at: 1s, what: db-failover, target: db, params: {replication: sync}}\n", `bad value "sync" for param replication: want one of semisync, async`},
+		{"db crash wrong target", "  - {at: 1s, what: db-crash, target: primary}\n", `want "db"`},
+		{"nats node", "  - {at: 1s, for: 5s, what: nats-kill, target: nats-2}\n", ""},
+		{"nats leader", "  - {at: 1s, for: 5s, what: nats-partition, target: nats-leader}\n", ""},
+		{"nats node out of the cluster", "  - {at: 1s, what: nats-kill, target: nats-3}\n", `want nats-0..nats-2 or nats-leader`},
+		{"redis kill", "  - {at: 1s, for: 5s, what: redis-kill, target: presence}\n", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -334,4 +341,84 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("round trip changed the scenario:\n%s", out)
 		}
 	})
+}
+
+func TestFaultReplication(t *testing.T) {
+	f := Fault{What: DBFailover}
+	if f.Replication() != ReplicationSemiSync || f.Lag() != LagDefault {
+		t.Fatalf("got %s %v, want the defaults semisync %v", f.Replication(), f.Lag(), LagDefault)
+	}
+	f.Params = map[string]string{"replication": "async", "lag": "1s"}
+	if f.Replication() != ReplicationAsync || f.Lag() != time.Second {
+		t.Fatalf("got %s %v, want async 1s", f.Replication(), f.Lag())
+	}
+	for _, k := range DependencyKinds {
+		if _, ok := faultSpecs[k]; !ok {
+			t.Errorf("dependency kind %s is not in the vocabulary", k)
+		}
+	}
+}
+
+func TestExpectViolationsParse(t *testing.T) {
+	tests := []struct {
+		name, add, want string
+	}{
+		{"valid", "expect: fail\nexpect_violations:\n  promises: [2, 5]\n  consequences: [1, 4, 7]\n", ""},
+		{"needs expect fail", "expect_violations:\n  promises: [2]\n", "expect_violations needs expect: fail"},
+		{"empty", "expect: fail\nexpect_violations:\n  promises: []\n", "expect_violations.promises is empty"},
+		{"out of range", "expect: fail\nexpect_violations:\n  promises: [10]\n", "promise 10, want 1..9"},
+		{"twice", "expect: fail\nexpect_violations:\n  promises: [2]\n  consequences: [2]\n", "promise 2 listed twice"},
+		{"unknown key", "expect: fail\nexpect_violations:\n  promise: [2]\n", `unknown key "promise"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := Parse("t.yaml", []byte(valid+tt.add))
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("got error %v, want none", err)
+			case tt.want == "" && (s.ExpectViolations == nil || !reflect.DeepEqual(s.ExpectViolations.Promises, []int{2, 5})):
+				t.Fatalf("got %+v, want promises [2 5]", s.ExpectViolations)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("got error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestJudge(t *testing.T) {
+	loss := Failure{Promise: 2, Reason: "promise 2: acknowledged seq 7 missing"}
+	gone := Failure{Promise: 5, Reason: "promise 5: seq 7 never delivered"}
+	order := Failure{Promise: 1, Reason: "promise 1: seq 7 held two messages"}
+	unread := Failure{Promise: 8, Reason: "promise 8: unread did not converge"}
+	counter := Failure{Reason: "required exercised counter db_failovers stayed zero"}
+	expectLoss := &Scenario{Expect: Fail, ExpectViolations: &Expectation{Promises: []int{2, 5}, Consequences: []int{1}}}
+	tests := []struct {
+		name     string
+		s        *Scenario
+		failures []Failure
+		pass     bool
+		expected bool
+	}{
+		{"pass, nothing failed", &Scenario{Expect: Pass}, nil, true, false},
+		{"pass, something failed", &Scenario{Expect: Pass}, []Failure{loss}, false, false},
+		{"fail, anything", &Scenario{Expect: Fail}, []Failure{unread}, true, true},
+		{"fail, but passed", &Scenario{Expect: Fail}, nil, false, false},
+		{"the expected loss", expectLoss, []Failure{loss, gone}, true, true},
+		{"the expected loss and a consequence", expectLoss, []Failure{loss, order, gone}, true, true},
+		{"only part of the expected loss", expectLoss, []Failure{loss}, false, false},
+		{"the loss and something else", expectLoss, []Failure{loss, gone, unread}, false, false},
+		{"the loss, but the fault never fired", expectLoss, []Failure{loss, gone, counter}, false, false},
+		{"the expected failure did not happen", expectLoss, nil, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := tt.s.Judge(tt.failures)
+			if j.Pass != tt.pass || j.AsExpected != tt.expected {
+				t.Fatalf("got pass %v as expected %v (%s), want %v %v", j.Pass, j.AsExpected, j.Summary(), tt.pass, tt.expected)
+			}
+			if !j.Pass && len(j.Reasons) == 0 {
+				t.Fatalf("a failed judgement with no reason")
+			}
+		})
+	}
 }

@@ -39,7 +39,57 @@ const (
 	RegistryDelay        FaultKind = "registry-delay"
 	RegistryInconsistent FaultKind = "registry-inconsistent"
 	ClockSkew            FaultKind = "clock-skew"
+
+	// Faults of a dependency itself, not of the paths to it.
+	DBCrash       FaultKind = "db-crash"       // SIGKILL of the primary database, restarted after For
+	DBFailover    FaultKind = "db-failover"    // the primary dies, the replica is promoted after For
+	DBPause       FaultKind = "db-pause"       // the primary freezes for For (connections stay open)
+	NATSKill      FaultKind = "nats-kill"      // SIGKILL of one NATS node, restarted after For
+	NATSPartition FaultKind = "nats-partition" // one NATS node cut off for For
+	RedisKill     FaultKind = "redis-kill"     // Redis dies; it comes back empty after For
 )
+
+// DependencyKinds are the faults of a dependency itself.
+var DependencyKinds = []FaultKind{DBCrash, DBFailover, DBPause, NATSKill, NATSPartition, RedisKill}
+
+// Replication modes of db-failover (params.replication).
+const (
+	// ReplicationSemiSync: the primary acknowledges a commit once the
+	// replica has it (MariaDB semi-sync, AFTER_SYNC): a failover loses
+	// nothing acknowledged.
+	ReplicationSemiSync = "semisync"
+	// ReplicationAsync: the primary acknowledges at once; what the replica
+	// had not received when the primary died is lost by the failover.
+	ReplicationAsync = "async"
+)
+
+// LagDefault is db-failover's replication lag when params.lag is not given.
+const LagDefault = 200 * time.Millisecond
+
+// NATSLeader is the nats-kill / nats-partition target that resolves, when
+// the fault fires, to the JetStream meta leader.
+const NATSLeader = "nats-leader"
+
+// natsNodes is the size of the JetStream cluster the NATS faults target.
+const natsNodes = 3
+
+// Replication is a db-failover's replication mode (semisync by default).
+func (f Fault) Replication() string {
+	if m := f.Params["replication"]; m != "" {
+		return m
+	}
+	return ReplicationSemiSync
+}
+
+// Lag is a db-failover's replication lag (LagDefault by default).
+func (f Fault) Lag() time.Duration {
+	if v, ok := f.Params["lag"]; ok {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return LagDefault
+}
 
 // target kinds a fault accepts.
 type targetKind int
@@ -51,6 +101,7 @@ const (
 	targetPresence
 	targetMQ
 	targetRegistry
+	targetNATSNode // "nats-0".."nats-2" or "nats-leader"
 )
 
 // paramKind is how a fault parameter's value is checked.
@@ -62,6 +113,7 @@ const (
 	paramProbability                         // 0..1
 	paramBusiness
 	paramPartitionMode
+	paramReplication
 )
 
 type faultSpec struct {
@@ -100,6 +152,12 @@ var faultSpecs = map[FaultKind]faultSpec{
 	MQOutage:             {target: targetMQ},
 	RegistryDelay:        {target: targetRegistry, params: map[string]paramKind{"delay": paramDuration}, required: []string{"delay"}},
 	RegistryInconsistent: {target: targetRegistry, params: probability},
+	DBCrash:              {target: targetDB},
+	DBFailover:           {target: targetDB, params: map[string]paramKind{"replication": paramReplication, "lag": paramDuration}},
+	DBPause:              {target: targetDB},
+	NATSKill:             {target: targetNATSNode},
+	NATSPartition:        {target: targetNATSNode},
+	RedisKill:            {target: targetPresence},
 }
 
 // FaultKinds lists the vocabulary, sorted.
@@ -142,6 +200,7 @@ var (
 	}
 	businesses     = []string{"message", "contact", "unread", "system"}
 	partitionModes = []string{"symmetric", "one-way", "isolate"}
+	replications   = []string{ReplicationSemiSync, ReplicationAsync}
 	logicServices  = []string{"login", "msg", "contact"}
 	roles          = []string{"entry", "httpentry", "logic", "extlogic", "das"}
 )
@@ -320,6 +379,9 @@ func (s *Scenario) validateLists(bad badFunc) error {
 	if _, err := bugs.Parse(strings.Join(s.Bugs, ",")); err != nil {
 		return bad("bugs", "%v", err)
 	}
+	if err := s.validateExpectation(bad); err != nil {
+		return err
+	}
 	if sw := s.Swarm; sw != nil {
 		if sw.Faults < 0 || sw.Faults > sequenceMax {
 			return bad("swarm.faults", "swarm.faults = %d, want 0..%d", sw.Faults, sequenceMax)
@@ -402,6 +464,10 @@ func checkParam(kind paramKind, v string) error {
 		if !slices.Contains(partitionModes, v) {
 			return fmt.Errorf("want one of %s", strings.Join(partitionModes, ", "))
 		}
+	case paramReplication:
+		if !slices.Contains(replications, v) {
+			return fmt.Errorf("want one of %s", strings.Join(replications, ", "))
+		}
 	}
 	return nil
 }
@@ -429,11 +495,24 @@ func (s *Scenario) validateTarget(f Fault, spec faultSpec, scaleOuts map[string]
 			return err
 		}
 		return s.validateNode(b, scaleOuts)
+	case targetNATSNode:
+		return validateNATSNode(f.Target)
 	}
 	if f.Target != want[spec.target] {
 		return fmt.Errorf("target %q: want %q", f.Target, want[spec.target])
 	}
 	return nil
+}
+
+// validateNATSNode checks "nats-K" (K < natsNodes) or "nats-leader".
+func validateNATSNode(t string) error {
+	if t == NATSLeader {
+		return nil
+	}
+	if k, err := strconv.Atoi(strings.TrimPrefix(t, "nats-")); err == nil && strings.HasPrefix(t, "nats-") && k >= 0 && k < natsNodes {
+		return nil
+	}
+	return fmt.Errorf("target %q: want nats-0..nats-%d or %s", t, natsNodes-1, NATSLeader)
 }
 
 // validateNode checks "role-slot" or "role-*" against the topology.
