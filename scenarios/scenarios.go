@@ -101,6 +101,12 @@
 //	membership_changes         views that changed a role's alive slots
 //	partitioned_messages       internal messages a partition dropped
 //	storm_reconnects           clients a login storm dropped (they log in again at once)
+//	db_crash_recoveries        the primary database was restarted after a crash and answered again
+//	db_failovers               the replica was promoted and das followed it
+//	db_lost_acknowledged       acknowledged messages a failover lost (missing from the promoted store)
+//	nats_node_restarts         a killed NATS node was started again and caught up
+//	nats_leader_changes        the JetStream meta leader changed because of a fault
+//	presence_lost              presence entries Redis held when it was killed
 package scenarios
 
 import (

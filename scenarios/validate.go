@@ -192,10 +192,11 @@ var (
 	Checks = []string{"structural", "linearizability", "unread", "liveness"}
 	// Counters are the exercised counters a run reports (package doc).
 	Counters = []string{
-		"broadcast_pushes", "clock_skewed_nodes", "das_retries", "failbacks", "failover_resends",
+		"broadcast_pushes", "clock_skewed_nodes", "das_retries", "db_crash_recoveries", "db_failovers",
+		"db_lost_acknowledged", "failbacks", "failover_resends",
 		"gap_fills", "kicked_sessions", "longpoll_reconnects", "longpoll_timeouts",
-		"membership_changes", "notices_stored", "overloaded_rejections", "partitioned_messages",
-		"presence_misses", "pushes_to_offline", "redeliveries_handled", "storm_reconnects",
+		"membership_changes", "nats_leader_changes", "nats_node_restarts", "notices_stored",
+		"overloaded_rejections", "partitioned_messages", "presence_lost", "presence_misses", "pushes_to_offline", "redeliveries_handled", "storm_reconnects",
 		"unknown_resolved_by_dedup", "users_remapped",
 	}
 	businesses     = []string{"message", "contact", "unread", "system"}
