@@ -41,9 +41,10 @@
 //     params.lag: the replication delay, default 200ms): the primary dies
 //     and after For the replica is promoted. Asynchronous replication loses
 //     what the replica had not received: acknowledged messages.
-//   - nats-kill, nats-partition (target nats-0..nats-2 or nats-leader, the
-//     JetStream meta leader when the fault fires): one node of the 3-node
-//     cluster dies (restarted after For) or is cut off.
+//   - nats-kill, nats-partition (target nats-0..nats-2, nats-leader: the
+//     JetStream meta leader when the fault fires, or nats-follower: the
+//     lowest-named node that is not): one node of the 3-node cluster dies
+//     (restarted after For) or is cut off.
 //   - redis-kill (target presence): Redis dies and comes back empty after For.
 //
 // Dependency path faults, target "db", "presence", "mq" or "registry":

@@ -195,7 +195,8 @@ func TestFaultValidation(t *testing.T) {
 		{"db crash wrong target", "  - {at: 1s, what: db-crash, target: primary}\n", `want "db"`},
 		{"nats node", "  - {at: 1s, for: 5s, what: nats-kill, target: nats-2}\n", ""},
 		{"nats leader", "  - {at: 1s, for: 5s, what: nats-partition, target: nats-leader}\n", ""},
-		{"nats node out of the cluster", "  - {at: 1s, what: nats-kill, target: nats-3}\n", `want nats-0..nats-2 or nats-leader`},
+		{"nats follower", "  - {at: 1s, for: 5s, what: nats-kill, target: nats-follower}\n", ""},
+		{"nats node out of the cluster", "  - {at: 1s, what: nats-kill, target: nats-3}\n", `want nats-0..nats-2, nats-leader or nats-follower`},
 		{"redis kill", "  - {at: 1s, for: 5s, what: redis-kill, target: presence}\n", ""},
 	}
 	for _, tt := range tests {

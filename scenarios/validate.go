@@ -67,8 +67,13 @@ const (
 const LagDefault = 200 * time.Millisecond
 
 // NATSLeader is the nats-kill / nats-partition target that resolves, when
-// the fault fires, to the JetStream meta leader.
-const NATSLeader = "nats-leader"
+// the fault fires, to the JetStream meta leader; NATSFollower to the
+// lowest-named node that is not the leader (the cluster elects at random,
+// so a fixed name may hit the leader).
+const (
+	NATSLeader   = "nats-leader"
+	NATSFollower = "nats-follower"
+)
 
 // natsNodes is the size of the JetStream cluster the NATS faults target.
 const natsNodes = 3
@@ -101,7 +106,7 @@ const (
 	targetPresence
 	targetMQ
 	targetRegistry
-	targetNATSNode // "nats-0".."nats-2" or "nats-leader"
+	targetNATSNode // "nats-0".."nats-2", "nats-leader" or "nats-follower"
 )
 
 // paramKind is how a fault parameter's value is checked.
@@ -507,13 +512,13 @@ func (s *Scenario) validateTarget(f Fault, spec faultSpec, scaleOuts map[string]
 
 // validateNATSNode checks "nats-K" (K < natsNodes) or "nats-leader".
 func validateNATSNode(t string) error {
-	if t == NATSLeader {
+	if t == NATSLeader || t == NATSFollower {
 		return nil
 	}
 	if k, err := strconv.Atoi(strings.TrimPrefix(t, "nats-")); err == nil && strings.HasPrefix(t, "nats-") && k >= 0 && k < natsNodes {
 		return nil
 	}
-	return fmt.Errorf("target %q: want nats-0..nats-%d or %s", t, natsNodes-1, NATSLeader)
+	return fmt.Errorf("target %q: want nats-0..nats-%d, %s or %s", t, natsNodes-1, NATSLeader, NATSFollower)
 }
 
 // validateNode checks "role-slot" or "role-*" against the topology.

@@ -16,6 +16,8 @@ type simPresence struct {
 	entries map[string]presenceEntry
 	keys    []string // sorted user ids, for Scan; rebuilt when dirty
 	dirty   bool
+	// killed counts the live entries redis-kill faults wiped.
+	killed uint64
 }
 
 type presenceEntry struct {

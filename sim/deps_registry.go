@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/zzim/zzim/system/node"
+	"github.com/zzim/zzim/system/store"
 )
 
 // simRegistry is JetStream KV: one key per slot with a TTL refreshed by
@@ -17,6 +18,8 @@ type simRegistry struct {
 	views   map[node.Role][]bool
 	// lastView per instance keeps each node's views in order.
 	lastView map[int32]int64
+	// frozenAt: when NATS lost its leader (the TTL clock stopped).
+	frozenAt int64
 }
 
 func newSimRegistry(s *sim) *simRegistry {
@@ -62,6 +65,12 @@ func (r *simRegistry) refresh() {
 func (r *simRegistry) submit(in *instance, req node.ReqID, op node.RegistryOp) {
 	s := r.s
 	at := s.now + latency(s.deps, s.cfg.Deps.RegistryLatency/2, s.cfg.Deps.RegistryLatency/2)
+	if s.faults.registryUnavailable() {
+		// NATS has no leader: the KV put fails (the node retries at its
+		// next heartbeat).
+		s.complete(in, in.inc, at, node.Completion{Req: req, Outcome: node.Failed, Err: store.ErrUnavailable})
+		return
+	}
 	idx, ok := s.byAddr[op.Addr]
 	if !ok {
 		s.complete(in, in.inc, at, node.Completion{Req: req, Outcome: node.Failed, Err: errNoSlot})
@@ -87,6 +96,9 @@ func (r *simRegistry) submit(in *instance, req node.ReqID, op node.RegistryOp) {
 
 // expire deletes instance idx's key if its TTL ran out.
 func (r *simRegistry) expire(idx int32) {
+	if r.s.faults.registryUnavailable() {
+		return // frozen: thaw reschedules every key's expiry
+	}
 	if exp, ok := r.expires[idx]; ok && exp <= r.s.now {
 		delete(r.expires, idx)
 		r.s.obs.registryExpiries++

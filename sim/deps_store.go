@@ -26,6 +26,12 @@ type storeCall struct {
 	req      node.ReqID
 	op       node.StoreOp
 	timedOut bool // the caller already got Unknown: apply only by a coin
+	// submitted is when das sent it (a pause can push it past the timeout).
+	submitted int64
+	// synced: committed, its acknowledgement waits for the replica
+	// (semi-sync); comp is that acknowledgement.
+	synced bool
+	comp   node.Completion
 }
 
 // simStore is the database: a single durable primary (a store.Store, the
@@ -38,6 +44,14 @@ type simStore struct {
 	// unknownKeys remembers appends whose caller got Unknown, to count the
 	// ones a later resend resolved by dedup. Bounded by unknownKeysMax.
 	unknownKeys map[appendKey]struct{}
+
+	// down counts the primary's deaths in force (db-crash, db-failover):
+	// requests are refused meanwhile. pauseUntil: a db-pause freezes the
+	// primary until then. repl is the replica (runs with a failover only).
+	down            int
+	pauseUntil      int64
+	repl            *replication
+	crashRecoveries uint64
 }
 
 type appendKey struct{ conv, sender, clientMsgID string }
@@ -72,16 +86,21 @@ func (d *simStore) submit(in *instance, req node.ReqID, op node.StoreOp) {
 	business := businessOf(&op)
 	cfg := &s.cfg.Deps
 	lat := latency(s.deps, cfg.StoreLatencyMin, cfg.StoreLatencyMean) + s.faults.dbExtra(business)
-	if s.faults.dbOutage() {
+	if s.faults.dbOutage() || d.down > 0 {
+		// A dead primary refuses the connection: nothing was sent.
 		s.complete(in, in.inc, s.now+lat/4, node.Completion{Req: req, Outcome: node.Failed, Err: store.ErrUnavailable})
 		return
+	}
+	if d.pauseUntil > s.now {
+		// A frozen primary accepts the request and answers when it resumes.
+		lat += d.pauseUntil - s.now
 	}
 	if len(op.Append) > 0 && coin(s.flt, s.faults.dbDeadlock()) {
 		s.obs.deadlocks++
 		s.complete(in, in.inc, s.now+lat, node.Completion{Req: req, Outcome: node.Failed, Err: store.ErrDeadlock})
 		return
 	}
-	c := &storeCall{in: in, inc: in.inc, req: req, op: op}
+	c := &storeCall{in: in, inc: in.inc, req: req, op: op, submitted: s.now}
 	id := s.id()
 	d.calls[id] = c
 	timeout := int64(cfg.StoreTimeout)
@@ -100,11 +119,24 @@ func (d *simStore) submit(in *instance, req node.ReqID, op node.StoreOp) {
 func (d *simStore) apply(id uint64) {
 	s := d.s
 	c := d.calls[id]
+	if c == nil {
+		return // the primary died with it in flight (dbDie answered it)
+	}
+	if c.synced {
+		// The replica has it: the semi-sync acknowledgement goes out.
+		delete(d.calls, id)
+		s.complete(c.in, c.inc, s.now+latency(s.deps, s.cfg.Deps.StoreLatencyMin/4, 0), c.comp)
+		return
+	}
+	if d.pauseUntil > s.now {
+		d.hold(id, c)
+		return
+	}
 	delete(d.calls, id)
 	if c.timedOut {
 		if !s.faults.dbOutage() && s.flt.IntN(2) == 0 {
 			s.obs.lateCommits++
-			_, _ = d.run(&c.op)
+			_, _ = d.commit(c, false)
 		}
 		return
 	}
@@ -112,15 +144,36 @@ func (d *simStore) apply(id uint64) {
 		s.complete(c.in, c.inc, s.now, node.Completion{Req: c.req, Outcome: node.Failed, Err: store.ErrUnavailable})
 		return
 	}
-	res, err := d.run(&c.op)
+	// Semi-sync: the commit is acknowledged once the replica has it.
+	sync := d.repl != nil && d.repl.syncAck() && isWrite(&c.op)
+	res, err := d.commit(c, !sync)
 	comp := node.Completion{Req: c.req, Outcome: node.OK, Store: res}
 	if err != nil {
 		comp = node.Completion{Req: c.req, Outcome: node.Failed, Err: err, Store: nil}
 		if errors.Is(err, store.ErrUnknownOutcome) {
 			comp.Outcome = node.Unknown
 		}
+	} else if sync {
+		c.synced, c.comp = true, comp
+		d.calls[id] = c
+		s.schedule(s.now+d.repl.lag, event{kind: evStoreApply, target: c.in.idx, a: id})
+		return
 	}
 	s.complete(c.in, c.inc, s.now+latency(s.deps, s.cfg.Deps.StoreLatencyMin/4, 0), comp)
+}
+
+// hold keeps a call that reached a frozen primary until it resumes; a
+// caller who waited past the store timeout is told Unknown meanwhile.
+func (d *simStore) hold(id uint64, c *storeCall) {
+	s := d.s
+	timeout := int64(s.cfg.Deps.StoreTimeout)
+	if !c.timedOut && d.pauseUntil-c.submitted > timeout {
+		c.timedOut = true
+		s.complete(c.in, c.inc, max(s.now, c.submitted+timeout), node.Completion{Req: c.req, Outcome: node.Unknown,
+			Err: store.ErrUnknownOutcome})
+		d.noteUnknown(&c.op)
+	}
+	s.schedule(d.pauseUntil+latency(s.deps, s.cfg.Deps.StoreLatencyMin, 0), event{kind: evStoreApply, target: c.in.idx, a: id})
 }
 
 // run executes one op on the store.

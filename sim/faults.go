@@ -24,6 +24,8 @@ var faultKinds = map[FaultKind]bool{
 	FaultDBLatency: true, FaultDBUnknown: true, FaultDBDeadlock: true, FaultDBOutage: true,
 	FaultPresenceLost: true, FaultPresenceStale: true, FaultPresenceOutage: true,
 	FaultQueueDuplicate: true, FaultQueueOutage: true, FaultQueueRedeliver: true, FaultRegistryDelay: true,
+	FaultDBCrash: true, FaultDBPause: true, FaultDBFailover: true, FaultDBFailoverAsync: true,
+	FaultNATSKill: true, FaultNATSPartition: true, FaultRedisKill: true,
 }
 
 // FaultKinds lists every fault kind, sorted, for scenario validation and help.
@@ -64,9 +66,20 @@ func (f Fault) validate() error {
 		if f.Target == "" {
 			return fmt.Errorf("%s: needs a target", f.Kind)
 		}
+	case FaultNATSKill, FaultNATSPartition:
+		if err := validNATSTarget(f.Target); err != nil {
+			return fmt.Errorf("%s: %w", f.Kind, err)
+		}
+	case FaultDBFailover, FaultDBFailoverAsync:
+		if f.Delay < 0 {
+			return fmt.Errorf("%s: negative replication lag %v", f.Kind, f.Delay)
+		}
 	}
 	return nil
 }
+
+// isFailover tells the two db-failover kinds.
+func isFailover(k FaultKind) bool { return k == FaultDBFailover || k == FaultDBFailoverAsync }
 
 // faultState tracks the schedule and the aggregate effect of active faults.
 type faultState struct {
@@ -91,6 +104,9 @@ type faultState struct {
 	queueDupP   float64
 	lostAckP    float64
 	viewDelay   int64
+
+	// nats is the JetStream cluster (runs with a NATS fault only).
+	nats *simNATS
 }
 
 func newFaultState(s *sim) (*faultState, error) {
@@ -98,6 +114,9 @@ func newFaultState(s *sim) (*faultState, error) {
 	n := len(f.list)
 	f.active, f.started = make([]bool, n), make([]int64, n)
 	f.applied, f.groupB = make([][]int32, n), make([][]int32, n)
+	if err := f.setupDeps(); err != nil {
+		return nil, err
+	}
 	for i, flt := range f.list {
 		if flt.At >= s.cfg.Duration {
 			continue // the quiet period has no faults
@@ -139,6 +158,16 @@ func (f *faultState) resolve(target string) []int32 {
 
 // apply starts (end=false) or ends fault i.
 func (f *faultState) apply(i int, end bool) {
+	if i >= len(f.list) {
+		// Past the schedule: the end of a NATS election (deps_nats.go).
+		if n := f.nats; n != nil {
+			was := n.unavailable()
+			if n.elected(uint64(i - len(f.list))) {
+				f.natsChange(was)
+			}
+		}
+		return
+	}
 	if end {
 		f.stop(i)
 		return
@@ -200,6 +229,22 @@ func (f *faultState) startEffect(i int, flt Fault) {
 		s.presence.lose(probOr(flt.Prob, 1))
 	case FaultPresenceStale:
 		s.presence.stale(probOr(flt.Prob, 1))
+	case FaultRedisKill:
+		s.presence.kill()
+	case FaultDBCrash:
+		s.store.dbDie(false)
+	case FaultDBFailover, FaultDBFailoverAsync:
+		s.store.dbDie(true)
+	case FaultDBPause:
+		until := s.now + int64(flt.For)
+		if flt.For == 0 {
+			until = int64(s.cfg.Duration)
+		}
+		s.store.pauseUntil = max(s.store.pauseUntil, until)
+	case FaultNATSKill, FaultNATSPartition:
+		was := f.nats.unavailable()
+		f.nats.lose(i, flt.Target)
+		f.natsChange(was)
 	}
 }
 
@@ -238,6 +283,16 @@ func (f *faultState) stop(i int) {
 		for _, idx := range f.applied[i] {
 			s.instances[idx].skew = 0
 		}
+	case FaultDBCrash:
+		s.store.dbRecover(false)
+	case FaultDBFailover, FaultDBFailoverAsync:
+		s.store.dbRecover(true)
+	case FaultDBPause:
+		s.store.pauseUntil = min(s.store.pauseUntil, s.now)
+	case FaultNATSKill, FaultNATSPartition:
+		was := f.nats.unavailable()
+		f.nats.back(i, flt.Kind == FaultNATSKill)
+		f.natsChange(was)
 	}
 	f.recompute()
 	if flt.Kind == FaultQueueOutage {
@@ -323,7 +378,7 @@ func (f *faultState) recompute() {
 			f.dbDeadlockP += probOr(flt.Prob, 1)
 		case FaultDBOutage:
 			f.dbDown++
-		case FaultPresenceOutage:
+		case FaultPresenceOutage, FaultRedisKill:
 			f.presDown++
 		case FaultQueueOutage:
 			f.queueDown++
@@ -335,6 +390,33 @@ func (f *faultState) recompute() {
 			f.viewDelay = max(f.viewDelay, int64(flt.Delay))
 		}
 	}
+	if f.nats != nil && f.nats.unavailable() {
+		f.queueDown++
+	}
+}
+
+// setupDeps builds what the dependency faults of the schedule need: the
+// replica (one replication setup per run: the failovers must agree on it)
+// and the NATS cluster.
+func (f *faultState) setupDeps() error {
+	var repl *Fault
+	for i := range f.list {
+		flt := &f.list[i]
+		switch {
+		case isFailover(flt.Kind):
+			if repl != nil && (repl.Kind != flt.Kind || repl.Delay != flt.Delay) {
+				return fmt.Errorf("sim: %s lag %v and %s lag %v: a run has one replication setup", repl.Kind, repl.Delay,
+					flt.Kind, flt.Delay)
+			}
+			repl = flt
+		case natsFaultTarget(flt.Kind) && f.nats == nil:
+			f.nats = newSimNATS(f.s)
+		}
+	}
+	if repl != nil {
+		f.s.store.enableReplication(repl.Kind == FaultDBFailoverAsync, repl.Delay)
+	}
+	return nil
 }
 
 func (f *faultState) net(idx int32) *netFault {

@@ -27,6 +27,8 @@ type Result struct {
 	Stats map[string]uint64
 	// Sim counts the simulator's own observations by name, sorted on output.
 	Sim map[string]uint64
+	// Deps: what the dependencies' own faults did (deps_replica.go).
+	Deps DepsReport
 	// Delivery is the counting check: every acknowledged message reached
 	// each recipient's application exactly once.
 	Delivery DeliveryCheck
@@ -104,6 +106,7 @@ func (s *sim) result(wall time.Duration, runErr error) (*Result, error) {
 	}
 	r.Stats = s.stats
 	r.Sim = s.obs.named()
+	r.Deps = s.depsReport()
 	o := &s.obs
 	r.Exercised = Exercised{
 		// Entry and httpentry count every request they resend on a target

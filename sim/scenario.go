@@ -380,6 +380,19 @@ func (p *Plan) fault(f scenarios.Fault) (Fault, error) {
 		out.Kind, out.Target, out.Delay = FaultRegistryDelay, "", registryInconsistentDelay
 		p.note("registry-inconsistent: modelled as per-node view delays up to %s (probability %s ignored)",
 			registryInconsistentDelay, f.Params["probability"])
+	case scenarios.DBCrash:
+		out.Kind, out.Target = FaultDBCrash, ""
+	case scenarios.DBPause:
+		out.Kind, out.Target = FaultDBPause, ""
+	case scenarios.DBFailover:
+		out.Kind, out.Target, out.Delay = FaultDBFailover, "", f.Lag()
+		if f.Replication() == scenarios.ReplicationAsync {
+			out.Kind = FaultDBFailoverAsync
+		}
+	case scenarios.NATSKill, scenarios.NATSPartition:
+		out.Kind, out.Target = FaultKind(f.What), strings.TrimSpace(f.Target)
+	case scenarios.RedisKill:
+		out.Kind, out.Target = FaultRedisKill, ""
 	default:
 		return out, fmt.Errorf("fault kind %q has no simulator mapping", f.What)
 	}
@@ -485,6 +498,12 @@ var ExercisedCounters = []struct{ Name, Meaning string }{
 	{"membership_changes", "registry views that changed a role's alive slots (start-up included)"},
 	{"partitioned_messages", "internal messages a partition dropped"},
 	{"storm_reconnects", "clients a login storm dropped, which then logged in again at once"},
+	{"db_crash_recoveries", "db-crash windows after which the primary answered again"},
+	{"db_failovers", "db-failover promotions of the replica"},
+	{"db_lost_acknowledged", "appends das was told committed that a promotion lost (missing from the promoted store)"},
+	{"nats_node_restarts", "NATS nodes a nats-kill stopped that were started again"},
+	{"nats_leader_changes", "JetStream leader elections a NATS fault caused"},
+	{"presence_lost", "live presence entries Redis held when a redis-kill wiped it"},
 }
 
 // ExercisedNamesAll lists the names of ExercisedCounters.
@@ -542,6 +561,12 @@ func (p *Plan) Counters(r *Result) map[string]uint64 {
 		"presence_misses":      st["entry.PushesFailed"] + st["httpentry.PushesFailed"],
 		"membership_changes":   sm["view_changes"],
 		"partitioned_messages": sm["partition_drops"],
+		"db_crash_recoveries":  r.Deps.DBCrashRecoveries,
+		"db_failovers":         r.Deps.DBFailovers,
+		"db_lost_acknowledged": uint64(len(r.Deps.LostAcknowledged)),
+		"nats_node_restarts":   r.Deps.NATSNodeRestarts,
+		"nats_leader_changes":  r.Deps.NATSLeaderChanges,
+		"presence_lost":        r.Deps.PresenceLost,
 	}
 }
 

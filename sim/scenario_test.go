@@ -239,6 +239,8 @@ func TestEveryScenarioFaultMaps(t *testing.T) {
 		scenarios.PresenceLoss: "presence", scenarios.PresenceStale: "presence", scenarios.MQRedelivery: "mq",
 		scenarios.MQDuplicate: "mq", scenarios.MQOutage: "mq", scenarios.RegistryDelay: "registry",
 		scenarios.RegistryInconsistent: "registry", scenarios.ScaleOut: "logic-3",
+		scenarios.DBCrash: "db", scenarios.DBFailover: "db", scenarios.DBPause: "db",
+		scenarios.NATSKill: "nats-1", scenarios.NATSPartition: "nats-leader", scenarios.RedisKill: "presence",
 	}
 	p := &Plan{clients: &clientTracker{}}
 	for _, k := range scenarios.FaultKinds() {

@@ -26,10 +26,15 @@ const (
 	NoGapFill Switch = "no-gap-fill"
 	// StaleSync: das serves sync from a snapshot lagging by up to a bound.
 	StaleSync Switch = "stale-sync"
+	// NoSemiSync: the database primary acknowledges a commit before its
+	// replica has it, although replication is configured semi-synchronous
+	// (the simulator's replica; the chaos harness turns MariaDB's semi-sync
+	// off): a failover then loses acknowledged messages.
+	NoSemiSync Switch = "no-semisync"
 )
 
 // All lists every switch in a fixed order.
-var All = []Switch{LogicLocalSeq, NoDedup, UnserialisedAppends, AckBeforeCommit, NoGapFill, StaleSync}
+var All = []Switch{LogicLocalSeq, NoDedup, UnserialisedAppends, AckBeforeCommit, NoGapFill, StaleSync, NoSemiSync}
 
 // Set is a set of enabled switches. The zero value has none.
 type Set map[Switch]bool
