@@ -307,3 +307,86 @@ func TestOutageAndLost(t *testing.T) {
 		t.Errorf("got lost %+v, want %+v", lost, want)
 	}
 }
+
+// TestJudgeExpectations: the report decides as scenarios.Judge does, from
+// the checkers' violations by promise, failed faults and required
+// counters.
+func TestJudgeExpectations(t *testing.T) {
+	loss := &check.Verdict{Violations: []check.Violation{{Promise: check.PromiseDurable}, {Promise: check.PromiseDurable},
+		{Promise: check.PromiseNoLoss}, {Promise: check.PromiseTotalOrder}}}
+	async := &scenarios.Scenario{Expect: scenarios.Fail, ExpectViolations: &scenarios.Expectation{Promises: []int{2, 5}, Consequences: []int{1}}}
+	strict := &scenarios.Scenario{Expect: scenarios.Fail, ExpectViolations: &scenarios.Expectation{Promises: []int{2, 5}}}
+	pass := &scenarios.Scenario{Expect: scenarios.Pass}
+	failedFault := &faultPlan{records: []*FaultRecord{{What: "db-failover", Target: "db", Status: StatusFailed, Err: "promote: timeout"}}}
+	for _, tc := range []struct {
+		name       string
+		sc         *scenarios.Scenario
+		v          *check.Verdict
+		plan       *faultPlan
+		required   []string
+		word       string
+		asExpected bool
+	}{
+		{"the expected loss", async, loss, &faultPlan{}, nil, "pass", true},
+		{"a consequence not tolerated", strict, loss, &faultPlan{}, nil, "fail", false},
+		{"the loss not shown", async, &check.Verdict{Pass: true}, &faultPlan{}, nil, "fail", false},
+		{"a failed fault beside the loss", async, loss, failedFault, nil, "fail", false},
+		{"a required counter zero beside the loss", async, loss, &faultPlan{}, []string{"db_failovers"}, "fail", false},
+		{"expect pass, clean", pass, &check.Verdict{Pass: true}, &faultPlan{}, nil, "pass", false},
+		{"expect pass, loss", pass, loss, &faultPlan{}, nil, "fail", false},
+		{"expect pass, checker undecided", pass, &check.Verdict{Unknown: true}, &faultPlan{}, nil, "fail", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Report{Required: tc.required, Exercised: map[string]uint64{"db_failovers": 0}}
+			r.decide(tc.sc.Judge(r.failures(tc.v, tc.plan)))
+			if r.Word != tc.word || r.AsExpected != tc.asExpected {
+				t.Errorf("got %s as_expected=%v (reasons %q, expected %q), want %s as_expected=%v", r.Word, r.AsExpected,
+					r.Reasons, r.Expected, tc.word, tc.asExpected)
+			}
+		})
+	}
+	r := &Report{}
+	fs := r.failures(loss, &faultPlan{})
+	if len(fs) != 3 || fs[0].Promise != 1 || fs[1].Promise != 2 || !strings.Contains(fs[1].Reason, "2 violations") {
+		t.Errorf("got %+v, want one failure per promise (1, 2, 5) with its count", fs)
+	}
+}
+
+func TestDurableSettings(t *testing.T) {
+	for _, tc := range []struct {
+		row string
+		ok  bool
+	}{
+		{"1\t0\t0\n", true},  // no binary log: the redo log alone
+		{"1\t1\t1\n", true},  // a replicated server
+		{"2\t0\t0\n", false}, // flushed once a second
+		{"1\t1\t0\n", false}, // binary log not synced
+		{"1\t1\n", false},
+	} {
+		if err := durable(tc.row); (err == nil) != tc.ok {
+			t.Errorf("%q: got %v, want ok=%v", tc.row, err, tc.ok)
+		}
+	}
+	e := &Env{natsNodes: natsNodeNames(true), stopped: map[string]bool{}, disconnected: map[string]bool{}, paused: map[string]bool{}}
+	if got := e.natsFollower("nats-0"); got != "nats-1" {
+		t.Errorf("follower of leader nats-0: got %s, want nats-1", got)
+	}
+	if got := e.natsFollower("nats-1"); got != "nats-0" {
+		t.Errorf("follower of leader nats-1: got %s, want nats-0", got)
+	}
+}
+
+func TestAcksResumed(t *testing.T) {
+	ret := func(v int64) *int64 { return &v }
+	ms := int64(time.Millisecond)
+	ops := []check.Op{
+		{Kind: check.KindSend, Call: 100 * ms, Return: ret(900 * ms), Out: check.Output{Seq: 1}},  // before the end
+		{Kind: check.KindSend, Call: 500 * ms, Return: ret(1300 * ms), Out: check.Output{Seq: 2}}, // the first after it
+		{Kind: check.KindSend, Call: 600 * ms, Return: ret(1100 * ms), Error: "UNAVAILABLE"},      // failed: not an ack
+	}
+	recs := []*FaultRecord{{Start: 200 * ms, End: 1000 * ms}, {Start: 200 * ms}}
+	acksResumed(recs, ops)
+	if recs[0].AcksResumed != 300*time.Millisecond || recs[1].AcksResumed != 0 {
+		t.Errorf("got %v and %v, want 300ms after the end, and 0 for a fault that has not ended", recs[0].AcksResumed, recs[1].AcksResumed)
+	}
+}

@@ -27,11 +27,20 @@ const (
 
 // bugNoSemiSync: the primary acknowledges commits before the replica has
 // them (the harness turns semi-sync off before the run).
-const bugNoSemiSync bugs.Switch = "no-semisync"
+const bugNoSemiSync = bugs.NoSemiSync
+
+// harnessBugs break a dependency's setting, not a service: the services
+// are not given them (no service has a switch to honour).
+var harnessBugs = []bugs.Switch{bugNoSemiSync}
 
 // natsLeaderTarget resolves, when the fault fires, to the JetStream meta
-// leader.
-const natsLeaderTarget = scenarios.NATSLeader
+// leader; natsFollowerTarget to the first node (by name) that is not: a
+// fixed node is the leader in about one run of three (the cluster elects at
+// random), and its loss is then a leader loss.
+const (
+	natsLeaderTarget   = scenarios.NATSLeader
+	natsFollowerTarget = scenarios.NATSFollower
+)
 
 // depReadyMax bounds a restarted dependency's return to service.
 const depReadyMax = 60 * time.Second
@@ -138,7 +147,13 @@ func (p *faultPlan) depInjection(f scenarios.Fault, r *FaultRecord) (injection, 
 	switch f.What {
 	case kindDBCrash:
 		return injection{
-			start: func(ctx context.Context) error { return e.Kill(ctx, e.Primary()) },
+			prepare: func(ctx context.Context) error { return e.checkDurable(ctx, e.Primary()) },
+			start: func(ctx context.Context) error {
+				if err := e.proxies.setEnabled(e.dasDBPaths(), false); err != nil {
+					return err
+				}
+				return e.Kill(ctx, e.Primary())
+			},
 			stop: func(ctx context.Context) error {
 				if err := e.Start(ctx, e.Primary()); err != nil {
 					return err
@@ -146,10 +161,13 @@ func (p *faultPlan) depInjection(f scenarios.Fault, r *FaultRecord) (injection, 
 				if err := e.waitDB(ctx); err != nil {
 					return err
 				}
+				if err := e.proxies.setEnabled(e.dasDBPaths(), true); err != nil {
+					return err
+				}
 				p.dep.add(func(c *DepCounters) { c.DBCrashRecoveries++ })
 				return nil
 			},
-		}, StatusApplied, "SIGKILL of the primary, started again at the end (InnoDB crash recovery)", true
+		}, StatusApplied, "das's paths to the primary refused and the primary SIGKILLed, started again at the end (InnoDB crash recovery), the paths opened once it answers", true
 	case kindDBPause:
 		return injection{
 			start: func(ctx context.Context) error { return e.Pause(ctx, e.Primary()) },
@@ -195,6 +213,11 @@ func (p *faultPlan) dbFailover(f scenarios.Fault) (injection, string, string, bo
 	semiSync := mode == scenarios.ReplicationSemiSync && !e.cfg.Bugs.On(bugNoSemiSync)
 	inj := injection{
 		prepare: func(ctx context.Context) error {
+			for _, server := range []string{depMariaDB, depReplica} {
+				if err := e.checkDurable(ctx, server); err != nil {
+					return err
+				}
+			}
 			if lag > 0 {
 				if err := e.proxies.toxic([]string{depReplica + "->" + depMariaDB}, "replication-lag", "latency", "downstream", 1,
 					toxiproxy.Attributes{"latency": int64(lag / time.Millisecond)}); err != nil {
@@ -225,6 +248,9 @@ func (p *faultPlan) dbFailover(f scenarios.Fault) (injection, string, string, bo
 			if err := e.proxies.setEnabled([]string{depReplica + "->" + depMariaDB}, false); err != nil {
 				return err
 			}
+			if err := e.proxies.setEnabled(e.dasDBPaths(), false); err != nil {
+				return err
+			}
 			return e.Kill(ctx, depMariaDB)
 		},
 		stop: func(ctx context.Context) error {
@@ -243,7 +269,7 @@ func (p *faultPlan) dbFailover(f scenarios.Fault) (injection, string, string, bo
 	case !semiSync:
 		how = "semi-sync turned off by the no-semisync bug"
 	}
-	return inj, StatusApplied, fmt.Sprintf("%s replication, %s lag on the replication path; the replication path cut and the primary SIGKILLed, then the replica promoted and das's paths re-pointed; the old primary stays down",
+	return inj, StatusApplied, fmt.Sprintf("%s replication, %s lag on the replication path; the replication path cut, das's paths refused and the primary SIGKILLed, then the replica promoted and das's paths re-pointed at it and opened; the old primary stays down",
 		how, lag), true
 }
 
@@ -262,8 +288,11 @@ func (p *faultPlan) natsFault(f scenarios.Fault, r *FaultRecord) (injection, str
 				return err
 			}
 			before, node = l, target
-			if target == natsLeaderTarget {
+			switch target {
+			case natsLeaderTarget:
 				node = l
+			case natsFollowerTarget:
+				node = e.natsFollower(l)
 			}
 			p.mu.Lock()
 			r.Note += "; took " + node + " (meta leader " + l + ")"
@@ -316,6 +345,55 @@ func (p *faultPlan) natsFault(f scenarios.Fault, r *FaultRecord) (injection, str
 		note = "docker network disconnect, reconnected with its alias at the end"
 	}
 	return inj, StatusApplied, note, true
+}
+
+// dasDBPaths are das's paths to the primary. A dependency fault that kills
+// the primary first refuses them (what a host whose database process died
+// answers, and what a VIP or proxy does once it sees the primary dead), and
+// opens them when a primary answers again. Left open, a connection that
+// toxiproxy dials to the dead container's address can hang for minutes on
+// SYN retries, and toxiproxy dials in its accept loop: that path accepts
+// nothing meanwhile, and re-pointing it waits for the dial (measured: the
+// re-point of das-1's path timed out after 25 s, the promotion failed).
+func (e *Env) dasDBPaths() []string { return e.proxies.match("das-*", depMariaDB, false) }
+
+// natsFollower is the first node that is neither leader nor down.
+func (e *Env) natsFollower(leader string) string {
+	for _, n := range e.natsNodes {
+		if n != leader && !e.isDown(n) {
+			return n
+		}
+	}
+	return e.natsNodes[0]
+}
+
+// checkDurable fails unless a MariaDB server keeps what it acknowledged
+// through its own crash: the redo log flushed and synced at every commit,
+// and, with a binary log, the binary log synced too (InnoDB crash recovery
+// rolls back a prepared transaction the binary log lost). A crash scenario
+// on a server set for speed would measure the setting, not zzim.
+func (e *Env) checkDurable(ctx context.Context, server string) error {
+	out, err := e.sqlAdmin(ctx, server, "SELECT @@GLOBAL.innodb_flush_log_at_trx_commit, @@GLOBAL.log_bin, @@GLOBAL.sync_binlog")
+	if err != nil {
+		return fmt.Errorf("durability settings of %s: %w", server, err)
+	}
+	if err := durable(out); err != nil {
+		return fmt.Errorf("%s: %w", server, err)
+	}
+	return nil
+}
+
+// durable judges the row innodb_flush_log_at_trx_commit, log_bin, sync_binlog.
+func durable(row string) error {
+	f := strings.Fields(row)
+	if len(f) != 3 {
+		return fmt.Errorf("durability settings: got %q, want 3 values", row)
+	}
+	if f[0] != "1" || (f[1] == "1" && f[2] != "1") {
+		return fmt.Errorf("commits are not synced: innodb_flush_log_at_trx_commit=%s log_bin=%s sync_binlog=%s, want 1, and sync_binlog=1 with a binary log",
+			f[0], f[1], f[2])
+	}
+	return nil
 }
 
 // waitDB waits until the current primary answers.

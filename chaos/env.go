@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -328,7 +329,7 @@ func (e *Env) serviceSpec(name string) (containerSpec, error) {
 		args = append(args, "--logic-businesses", e.cfg.LogicBusinesses)
 	}
 	for _, b := range bugs.All {
-		if e.cfg.Bugs.On(b) {
+		if e.cfg.Bugs.On(b) && !slices.Contains(harnessBugs, b) {
 			args = append(args, "--bug", string(b))
 		}
 	}

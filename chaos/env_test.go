@@ -266,6 +266,10 @@ func TestEnvReplicated(t *testing.T) {
 	if err != nil || st.YesTx < 2 || st.NoTx != 0 {
 		t.Errorf("got semi-sync %+v (%v), want the two commits acknowledged by the replica", st, err)
 	}
+	// As the db-failover fault does: das's paths refused, then the kill.
+	if err := env.proxies.setEnabled(env.dasDBPaths(), false); err != nil {
+		t.Fatal(err)
+	}
 	if err := env.Kill(ctx, depMariaDB); err != nil {
 		t.Fatal(err)
 	}
@@ -291,8 +295,8 @@ func TestEnvReplicated(t *testing.T) {
 	}
 	// das's path now leads to the promoted server.
 	p, err := env.proxies.api.Proxy("das-0->" + depMariaDB)
-	if err != nil || p.Upstream != depReplica+":3306" {
-		t.Errorf("das-0's path: got upstream %q (%v), want %s:3306", p.Upstream, err, depReplica)
+	if err != nil || p.Upstream != depReplica+":3306" || !p.Enabled {
+		t.Errorf("das-0's path: got upstream %q enabled %v (%v), want %s:3306 enabled", p.Upstream, p.Enabled, err, depReplica)
 	}
 	if err := probe(ctx, "das-0 /readyz", func(ctx context.Context) error {
 		return httpOK(ctx, env.MetricsURL("das-0")[:len(env.MetricsURL("das-0"))-len("/metrics")]+"/readyz")

@@ -65,6 +65,9 @@ type FaultRecord struct {
 	Start int64  `json:"start,omitempty"`
 	End   int64  `json:"end,omitempty"`
 	Err   string `json:"error,omitempty"`
+	// AcksResumed is how long after End the first send was acknowledged
+	// (0: none was, or the fault has not ended).
+	AcksResumed time.Duration `json:"acks_resumed_after_end,omitempty"`
 }
 
 // injection is what a fault does: prepare the environment before the

@@ -223,8 +223,8 @@ type Promotion struct {
 
 // Promote makes the replica the primary: wait until it has applied all it
 // received, STOP SLAVE, RESET SLAVE ALL, read_only off, then re-point every
-// das's database path at it (toxiproxy closes their connections, das
-// reconnects to the new primary). The old primary is left as it is (down,
+// das's database path at it and open it (the failover refused them when
+// the primary died; das reconnects to the new primary). The old primary is left as it is (down,
 // in the failover scenarios): nothing would send it writes any more.
 func (e *Env) Promote(ctx context.Context) (Promotion, error) {
 	start := time.Now()
@@ -254,9 +254,13 @@ func (e *Env) Promote(ctx context.Context) (Promotion, error) {
 		return p, fmt.Errorf("promote: %w", err)
 	}
 	p.GTID = strings.TrimSpace(gtid)
-	paths := e.proxies.match("das-*", depMariaDB, false)
+	paths := e.dasDBPaths()
 	t = time.Now()
 	if err := e.proxies.repoint(paths, depReplica+":3306"); err != nil {
+		return p, fmt.Errorf("promote: %w", err)
+	}
+	// The fault refused the paths when the primary died (dasDBPaths).
+	if err := e.proxies.setEnabled(paths, true); err != nil {
 		return p, fmt.Errorf("promote: %w", err)
 	}
 	p.Repoint = time.Since(t)

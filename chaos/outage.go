@@ -79,6 +79,28 @@ func clientOutage(ops []check.Op) Outage {
 	return o
 }
 
+// acksResumed sets each ended fault's AcksResumed: how long after its end
+// (the database started again, the replica promoted, the node back) the
+// first send was acknowledged. A fault's window is the scenario's choice;
+// this is what zzim and the dependency add to it.
+func acksResumed(records []*FaultRecord, ops []check.Op) {
+	for _, r := range records {
+		if r.End == 0 || r.Start == 0 {
+			continue
+		}
+		var first int64
+		for i := range ops {
+			op := &ops[i]
+			if sendSucceeded(op) && *op.Return >= r.End && (first == 0 || *op.Return < first) {
+				first = *op.Return
+			}
+		}
+		if first > 0 {
+			r.AcksResumed = time.Duration(first - r.End)
+		}
+	}
+}
+
 // LostMessage is an acknowledged send the store does not hold.
 type LostMessage struct {
 	Conv        string `json:"conv"`

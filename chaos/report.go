@@ -28,15 +28,20 @@ type Report struct {
 	Scale    float64 `json:"scale"`
 	Expect   string  `json:"expect,omitempty"`
 	// Word is pass, fail or skipped (every fault only the simulator can do).
-	Word      string            `json:"verdict"`
-	Reasons   []string          `json:"reasons,omitempty"`
-	Verdict   *check.Verdict    `json:"check,omitempty"`
-	Faults    []*FaultRecord    `json:"faults"`
-	Exercised map[string]uint64 `json:"exercised,omitempty"`
-	Required  []string          `json:"required,omitempty"`
-	Missing   []string          `json:"missing,omitempty"`
-	Messages  MessageCounts     `json:"messages"`
-	Latency   Latency           `json:"send_to_ack"`
+	// An expect: fail scenario that failed as it expects passes.
+	Word    string   `json:"verdict"`
+	Reasons []string `json:"reasons,omitempty"`
+	// AsExpected: the run failed, exactly as its scenario expects; Expected
+	// are those failures.
+	AsExpected bool              `json:"failed_as_expected,omitempty"`
+	Expected   []string          `json:"expected_failures,omitempty"`
+	Verdict    *check.Verdict    `json:"check,omitempty"`
+	Faults     []*FaultRecord    `json:"faults"`
+	Exercised  map[string]uint64 `json:"exercised,omitempty"`
+	Required   []string          `json:"required,omitempty"`
+	Missing    []string          `json:"missing,omitempty"`
+	Messages   MessageCounts     `json:"messages"`
+	Latency    Latency           `json:"send_to_ack"`
 	// LatencyBeforeFaults covers the sends called before the first fault
 	// started: the topology's own cost (a semi-synchronous commit waits
 	// for the replica).
@@ -141,8 +146,11 @@ func (r *Report) Summary() string {
 	return line
 }
 
-// judge fills the report from the checkers' verdict and the counters.
-func (r *Report) judge(v *check.Verdict, ops []check.Op, dump []store.Message, w *workload, scr *scraper, plan *faultPlan) {
+// judge fills the report from the checkers' verdict and the counters, and
+// decides it as the simulator does (scenarios.Judge): an expect: fail
+// scenario passes only when it breaks what it names.
+func (r *Report) judge(sc *scenarios.Scenario, v *check.Verdict, ops []check.Op, dump []store.Message, w *workload, scr *scraper,
+	plan *faultPlan) {
 	r.Verdict = v
 	r.Events = len(ops)
 	overloaded := 0
@@ -172,6 +180,7 @@ func (r *Report) judge(v *check.Verdict, ops []check.Op, dump []store.Message, w
 		r.LatencyBeforeFaults = sendLatency(before)
 	}
 	r.Outage = clientOutage(ops)
+	acksResumed(plan.records, ops)
 	lost := lostAcknowledged(ops, dump)
 	r.LostCount = len(lost)
 	r.Lost = lost[:min(len(lost), lostShownMax)]
@@ -187,29 +196,63 @@ func (r *Report) judge(v *check.Verdict, ops []check.Op, dump []store.Message, w
 	for k, v := range depExercised(r.Dependencies, len(lost)) {
 		r.Exercised[k] = v
 	}
-	if !v.Pass {
-		r.Reasons = append(r.Reasons, "checkers: "+v.Word()+": "+v.Summary())
+	r.decide(sc.Judge(r.failures(v, plan)))
+}
+
+// decide sets the verdict from the scenario's judgement of the failures.
+func (r *Report) decide(j scenarios.Judgement) {
+	r.Word, r.AsExpected = "fail", j.AsExpected
+	switch {
+	case j.AsExpected:
+		r.Word, r.Expected = "pass", j.Reasons
+	case j.Pass:
+		r.Word = "pass"
+	default:
+		r.Reasons = append(r.Reasons, j.Reasons...)
+	}
+}
+
+// failures are what went wrong in the run, each with the promise it breaks
+// (scenarios.Failure): the checkers' violations, one per promise with
+// their count, and as 0 (no promise) an undecided checker, a fault that
+// failed and a required exercised counter that stayed zero. An acknowledged
+// message missing from the store is the checkers' promise 2 (store against
+// acks), not a failure of its own.
+func (r *Report) failures(v *check.Verdict, plan *faultPlan) []scenarios.Failure {
+	var out []scenarios.Failure
+	perPromise := map[int]int{}
+	var promises []int
+	for _, vi := range v.Violations {
+		if perPromise[vi.Promise] == 0 {
+			promises = append(promises, vi.Promise)
+		}
+		perPromise[vi.Promise]++
+	}
+	sort.Ints(promises)
+	for _, p := range promises {
+		out = append(out, scenarios.Failure{Promise: p,
+			Reason: fmt.Sprintf("promise %d (%s) broken: %d violations", p, check.PromiseName(p), perPromise[p])})
+	}
+	if !v.Pass && len(v.Violations) == 0 {
+		out = append(out, scenarios.Failure{Reason: "checkers: " + v.Word() + ": " + v.Summary()})
 	}
 	for _, f := range plan.records {
 		if f.Status == StatusFailed {
-			r.Reasons = append(r.Reasons, fmt.Sprintf("fault %s %s failed: %s", f.What, f.Target, f.Err))
+			out = append(out, scenarios.Failure{Reason: fmt.Sprintf("fault %s %s failed: %s", f.What, f.Target, f.Err)})
 		}
 	}
 	for _, name := range r.Required {
 		n, known := r.Exercised[name]
 		switch {
 		case !known:
-			r.Reasons = append(r.Reasons, "required exercised counter "+name+" is not measured by the chaos harness")
+			out = append(out, scenarios.Failure{Reason: "required exercised counter " + name + " is not measured by the chaos harness"})
 			r.Missing = append(r.Missing, name)
 		case n == 0:
-			r.Reasons = append(r.Reasons, "required exercised counter "+name+" stayed zero")
+			out = append(out, scenarios.Failure{Reason: "required exercised counter " + name + " stayed zero"})
 			r.Missing = append(r.Missing, name)
 		}
 	}
-	r.Word = "pass"
-	if len(r.Reasons) > 0 {
-		r.Word = "fail"
-	}
+	return out
 }
 
 // sendLatency summarises the acknowledged sends' call-to-return times.
@@ -240,6 +283,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	for _, f := range r.Faults {
 		ew.printf("  at=%-7s for=%-7s %-10s %-22s %-12s %s%s\n", f.At.Round(time.Millisecond), f.For.Round(time.Millisecond),
 			f.What, f.Target, f.Status, f.Note, errSuffix(f.Err))
+		if f.AcksResumed > 0 {
+			ew.printf("    the first ack after the fault ended (healed, restarted or promoted) came %v later\n", f.AcksResumed.Round(time.Millisecond))
+		}
 	}
 	ew.printf("phases: setup=%.1fs login=%.1fs traffic=%.1fs settle=%.1fs check=%.1fs teardown=%.1fs wall=%.1fs\n", r.SetupSeconds,
 		r.LoginSeconds, r.TrafficSeconds, r.SettleSeconds, r.CheckSeconds, r.TeardownSeconds, r.WallSeconds)
@@ -321,6 +367,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	for _, reason := range r.Reasons {
 		ew.printf("reason: %s\n", reason)
+	}
+	if r.AsExpected {
+		ew.printf("judgement: failed as expected: %s\n", strings.Join(r.Expected, "; "))
 	}
 	ew.printf("%s\n", r.Summary())
 	ew.printf("%s\n", r.Line())

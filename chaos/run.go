@@ -169,7 +169,7 @@ func execute(ctx context.Context, o Options, env *Env, rep *Report, set bugs.Set
 	dump, err := dumpStore(ctx, env.PrimaryDSN())
 	if err != nil {
 		w.finish()
-		return err
+		return withFaultErrors(err, plan)
 	}
 	stored := byConv(dump)
 	w.finalSync()
@@ -179,7 +179,7 @@ func execute(ctx context.Context, o Options, env *Env, rep *Report, set bugs.Set
 	// The ground truth is read again once no client can record anything
 	// more: an ack recorded before this is of a commit this dump holds.
 	if dump, err = dumpStore(ctx, env.PrimaryDSN()); err != nil {
-		return err
+		return withFaultErrors(err, plan)
 	}
 	rep.TrafficSeconds = settleStart.Sub(t0).Seconds()
 	rep.SettleSeconds = time.Since(settleStart).Seconds()
@@ -196,7 +196,7 @@ func execute(ctx context.Context, o Options, env *Env, rep *Report, set bugs.Set
 	if err != nil {
 		return fmt.Errorf("chaos: check: %w", err)
 	}
-	rep.judge(v, ops, dump, w, scr, plan)
+	rep.judge(sc, v, ops, dump, w, scr, plan)
 	rep.Metrics = scr.totals()
 	if o.OutDir != "" {
 		if err := writeArtifacts(o.OutDir, rep, ops, dump, plan.windows()); err != nil {
@@ -204,6 +204,23 @@ func execute(ctx context.Context, o Options, env *Env, rep *Report, set bugs.Set
 		}
 	}
 	return nil
+}
+
+// withFaultErrors adds the faults that failed to a run error: a store that
+// cannot be read is usually a fault's doing (a failover whose promotion
+// failed leaves das's primary down), and the report that would say so is
+// not written.
+func withFaultErrors(err error, plan *faultPlan) error {
+	var failed []string
+	for _, f := range plan.records {
+		if f.Status == StatusFailed {
+			failed = append(failed, fmt.Sprintf("fault %s %s failed: %s", f.What, f.Target, f.Err))
+		}
+	}
+	if len(failed) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w (%s)", err, strings.Join(failed, "; "))
 }
 
 func newReport(o Options) (*Report, bugs.Set, error) {
