@@ -73,7 +73,8 @@ SWEEP_CI_SEEDS ?= 1-5
 SWEEP_JOBS     ?= 2
 SCENARIOS_CI   := logic-failover logic-pause stale-membership entry-restart partition-entry-logic \
                   logic-scale-out logic-scale-in clock-skew das-timeouts ambiguous-commit presence-loss \
-                  mq-redelivery longpoll-httpentry-restart
+                  mq-redelivery longpoll-httpentry-restart db-primary-crash db-failover-semisync \
+                  db-failover-async nats-node-loss nats-leader-loss redis-loss
 SCENARIOS_SLOW := traffic-spike login-storm bench-standard broadcast-100k
 SCENARIOS_ALL  := $(SCENARIOS_CI) $(SCENARIOS_SLOW)
 

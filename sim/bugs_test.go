@@ -27,6 +27,9 @@ var bugCases = []struct {
 	{bugs.NoGapFill, "presence-loss", nil, check.PromiseNoLoss, false},
 	// Only the linearizability check can see a stale sync.
 	{bugs.StaleSync, "logic-failover", []string{"linearizability"}, check.PromiseLinearizableSync, true},
+	// The primary acknowledging before the replica has the commit: the
+	// failover loses acknowledged messages.
+	{bugs.NoSemiSync, "db-failover-semisync", nil, check.PromiseDurable, false},
 }
 
 // bugSeedsMax bounds each test sweep (the long sweeps' bound is 200).

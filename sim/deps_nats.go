@@ -109,9 +109,13 @@ func (n *simNATS) lose(i int, target string) {
 	k := n.resolve(target)
 	n.node[i] = k
 	n.alive[k]++
-	if k == n.leader {
+	switch {
+	case k == n.leader:
 		n.leader = -1
 		n.elect(i)
+	case n.reachable() < natsNodes/2+1:
+		// A leader that lost its quorum steps down: nothing commits.
+		n.leader = -1
 	}
 }
 

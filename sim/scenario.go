@@ -573,15 +573,26 @@ func (p *Plan) Counters(r *Result) map[string]uint64 {
 // Outcome is the judgement of one run.
 type Outcome struct {
 	// Word is pass or fail (the simulator runs every fault it is given, so
-	// it never says skipped).
+	// it never says skipped). A run that failed exactly as its scenario
+	// expects (expect: fail) is a pass, with AsExpected set.
 	Word    string
 	Verdict *check.Verdict
 	// Reasons say why a run failed, one line each.
-	Reasons   []string
-	Exercised map[string]uint64
+	Reasons []string
+	// Failures are everything that went wrong, tagged with the promise each
+	// breaks (0: none, e.g. a run error or a required counter at zero), as
+	// scenarios.Judge reads them.
+	Failures []scenarios.Failure
+	// AsExpected: the run failed, and exactly as the scenario expects;
+	// Expected says how, in one line.
+	AsExpected bool
+	Expected   string
+	Exercised  map[string]uint64
 	// Missing are required exercised counters that stayed zero.
 	Missing []string
-	Panic   *PanicError
+	// LostAcknowledged are the acknowledged appends failovers lost.
+	LostAcknowledged []LostAppend
+	Panic            *PanicError
 }
 
 // Pass reports whether the run passed.
@@ -596,15 +607,19 @@ type JudgeOptions struct {
 }
 
 // Judge runs the checkers the plan asks for, the simulator's counting
-// check and the exercised-counter requirement.
+// check and the exercised-counter requirement, and decides the run as its
+// scenario expects (scenarios.Judge, as the chaos harness does).
 func (p *Plan) Judge(r *Result, opts JudgeOptions) (*Outcome, error) {
-	o := &Outcome{Exercised: p.Counters(r)}
+	o := &Outcome{Exercised: p.Counters(r), LostAcknowledged: r.Deps.LostAcknowledged}
+	fail := func(promise int, reason string) {
+		o.Failures = append(o.Failures, scenarios.Failure{Promise: promise, Reason: reason})
+	}
 	if r.Err != nil {
 		var pe *PanicError
 		if errors.As(r.Err, &pe) {
 			o.Panic = pe
 		}
-		o.Reasons = append(o.Reasons, "run stopped: "+r.Err.Error())
+		fail(0, "run stopped: "+r.Err.Error())
 	}
 	v, err := check.Check(&check.History{Ops: r.History}, check.Options{Dump: r.Store, Faults: r.HistoryFaults(),
 		Checks: p.Checks, LivenessBound: p.LivenessBound, OutDir: opts.OutDir, Timeout: opts.Timeout})
@@ -612,33 +627,139 @@ func (p *Plan) Judge(r *Result, opts JudgeOptions) (*Outcome, error) {
 		return nil, fmt.Errorf("sim: check %s: %w", p.Name, err)
 	}
 	o.Verdict = v
-	if !v.Pass {
-		o.Reasons = append(o.Reasons, "checkers: "+v.Word()+": "+v.Summary())
+	for _, vi := range v.Violations {
+		fail(vi.Promise, violationLine(vi))
 	}
-	if d := r.Delivery; !d.OK() {
-		o.Reasons = append(o.Reasons, fmt.Sprintf("counting check: %d of %d (message, recipient) pairs missing, %d duplicated",
-			d.Missing, d.Recipients, d.Duplicated))
+	if !v.Pass && len(v.Violations) == 0 {
+		fail(0, "checkers: "+v.Word()+": "+v.Summary())
+	}
+	if d := r.Delivery; d.Missing > 0 {
+		fail(check.PromiseNoLoss, fmt.Sprintf("counting check: %d of %d (message, recipient) pairs missing", d.Missing, d.Recipients))
+	}
+	if d := r.Delivery; d.Duplicated > 0 {
+		fail(check.PromiseNoDuplicates, fmt.Sprintf("counting check: %d of %d (message, recipient) pairs duplicated", d.Duplicated, d.Recipients))
 	}
 	// A run that acknowledged nothing checks nothing: the checkers pass
 	// vacuously, so say so (login-storm's split routing did exactly this).
 	if p.Config.Workload.Rate > 0 && r.Delivery.Acked == 0 {
-		o.Reasons = append(o.Reasons, "no send was acknowledged: the checkers had nothing to judge")
+		fail(0, "no send was acknowledged: the checkers had nothing to judge")
 	}
 	for _, name := range p.Required {
 		n, known := o.Exercised[name]
 		if !known {
-			o.Reasons = append(o.Reasons, "required exercised counter "+name+" is not measured by the sim")
+			fail(0, "required exercised counter "+name+" is not measured by the sim")
 			o.Missing = append(o.Missing, name)
 		} else if n == 0 {
-			o.Reasons = append(o.Reasons, "required exercised counter "+name+" stayed zero")
+			fail(0, "required exercised counter "+name+" stayed zero")
 			o.Missing = append(o.Missing, name)
 		}
 	}
-	o.Word = "pass"
-	if len(o.Reasons) > 0 {
-		o.Word = "fail"
+	// Only a scenario that names its failure (expect_violations) can pass
+	// by failing; a shrinker's reproducer (expect: fail alone) still says
+	// fail and exits 1, since showing the failure is what it is for.
+	sc := p.Scenario
+	if sc == nil || sc.ExpectViolations == nil {
+		sc = &scenarios.Scenario{Expect: scenarios.Pass}
+	}
+	j := sc.Judge(o.Failures)
+	o.Word = "fail"
+	switch {
+	case j.AsExpected:
+		o.Word, o.AsExpected = "pass", true
+		o.Expected = "failed as expected: " + Tally(o.Failures, sc.ExpectViolations)
+		if len(o.LostAcknowledged) > 0 {
+			o.Expected += "; db_lost_acknowledged " + lostList(o.LostAcknowledged)
+		}
+	case j.Pass:
+		o.Word = "pass"
+	default:
+		o.Reasons = j.Reasons
+		if sc.Expect != scenarios.Fail && !v.Pass && len(v.Violations) > 0 {
+			// One line for the checkers, as before; the violations follow
+			// in the summary.
+			o.Reasons = nonChecker(o.Failures, "checkers: "+v.Word()+": "+v.Summary())
+		}
 	}
 	return o, nil
+}
+
+// violationLine is a violation's first line (its evidence left out).
+func violationLine(v check.Violation) string {
+	line, _, _ := strings.Cut(v.String(), "\n")
+	return line
+}
+
+// nonChecker lists the failures that are not checker violations, after
+// the checkers' summary line.
+func nonChecker(fs []scenarios.Failure, checkers string) []string {
+	out := []string{checkers}
+	for _, f := range fs {
+		if !strings.HasPrefix(f.Reason, "promise ") {
+			out = append(out, f.Reason)
+		}
+	}
+	return out
+}
+
+// lostListMax bounds the lost appends named in one line.
+const lostListMax = 10
+
+// lostList names lost appends as (conv, seq, client_msg_id).
+func lostList(ls []LostAppend) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d:", len(ls))
+	for i, l := range ls {
+		if i == lostListMax {
+			fmt.Fprintf(&b, " (%d more)", len(ls)-i)
+			break
+		}
+		b.WriteString(" " + l.String())
+	}
+	return b.String()
+}
+
+// Tally counts failures by promise, the expected ones first: "promise 2
+// (durable before acknowledged) x7, promise 5 (no loss) x8; consequences:
+// promise 1 (total order per conversation) x6".
+func Tally(fs []scenarios.Failure, e *scenarios.Expectation) string {
+	count := map[int]int{}
+	for _, f := range fs {
+		count[f.Promise]++
+	}
+	name := func(p int) string {
+		if p == 0 {
+			return "other"
+		}
+		return fmt.Sprintf("promise %d (%s)", p, check.PromiseName(p))
+	}
+	var head, rest []string
+	var expected []int
+	if e != nil {
+		expected = e.Promises
+	}
+	for _, p := range expected {
+		if count[p] > 0 {
+			head = append(head, fmt.Sprintf("%s x%d", name(p), count[p]))
+		}
+	}
+	ps := make([]int, 0, len(count))
+	for p := range count {
+		if !slices.Contains(expected, p) {
+			ps = append(ps, p)
+		}
+	}
+	slices.Sort(ps)
+	for _, p := range ps {
+		rest = append(rest, fmt.Sprintf("%s x%d", name(p), count[p]))
+	}
+	out := strings.Join(head, ", ")
+	if len(rest) > 0 {
+		if out != "" {
+			out += "; consequences: "
+		}
+		out += strings.Join(rest, ", ")
+	}
+	return out
 }
 
 // SendAckLatency returns the p50 and p99 send-to-ack latency of the

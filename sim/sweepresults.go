@@ -95,6 +95,9 @@ type SeedRecord struct {
 	// the setup error for an error.
 	Line    string   `json:"line"`
 	Reasons []string `json:"reasons,omitempty"`
+	// Expected: the run failed exactly as its scenario expects ("failed as
+	// expected: ..."); the verdict is pass.
+	Expected string `json:"expected_failure,omitempty"`
 	// Swarm is the fault mix a swarm run drew.
 	Swarm string `json:"swarm,omitempty"`
 	// WallSeconds is the run and its checks, on the machine that ran it.
@@ -452,6 +455,10 @@ func JUnit(h SweepHeader, records []SeedRecord, missing []uint64, missingWhy str
 		}
 		for _, reason := range r.Reasons {
 			body += "fail: " + reason + "\n"
+		}
+		if r.Expected != "" {
+			// A passing case: the expected failure goes to its output.
+			c.SystemOut += r.Expected + "\n"
 		}
 		switch r.Verdict {
 		case VerdictFail:

@@ -215,6 +215,11 @@ func writeSummary(w io.Writer, p *sim.Plan, r *sim.Result, o *sim.Outcome) error
 			}
 		}
 		ew.printf("  %s %-26s %d\n", mark, name, o.Exercised[name])
+		if name == "db_lost_acknowledged" {
+			for _, l := range o.LostAcknowledged {
+				ew.printf("      lost (conv, seq, client_msg_id) %s\n", l)
+			}
+		}
 	}
 	if o.Verdict != nil {
 		for i, vi := range o.Verdict.Violations {
@@ -233,6 +238,9 @@ func writeSummary(w io.Writer, p *sim.Plan, r *sim.Result, o *sim.Outcome) error
 	}
 	for _, reason := range o.Reasons {
 		ew.printf("fail: %s\n", reason)
+	}
+	if o.AsExpected {
+		ew.printf("judgement: %s\n", o.Expected)
 	}
 	return ew.err
 }
@@ -264,25 +272,30 @@ func faultTimeline(ws []sim.FaultWindow) string {
 
 // jsonSummary is --json's output.
 type jsonSummary struct {
-	Scenario      string            `json:"scenario"`
-	Seed          uint64            `json:"seed"`
-	Verdict       string            `json:"verdict"`
-	Reasons       []string          `json:"reasons,omitempty"`
-	Trace         string            `json:"trace"`
-	Bugs          string            `json:"bugs"`
-	Checks        []string          `json:"checks"`
-	Swarm         string            `json:"swarm,omitempty"`
-	Notes         []string          `json:"notes,omitempty"`
-	Counters      sim.Counters      `json:"run"`
-	Delivery      sim.DeliveryCheck `json:"delivery"`
-	SendAckP50MS  float64           `json:"send_ack_p50_ms"`
-	SendAckP99MS  float64           `json:"send_ack_p99_ms"`
-	Check         *check.Verdict    `json:"check,omitempty"`
-	Exercised     map[string]uint64 `json:"exercised"`
-	Required      []string          `json:"required"`
-	MissingCounts []string          `json:"missing_counters,omitempty"`
-	Faults        []sim.FaultWindow `json:"faults"`
-	Panic         string            `json:"panic,omitempty"`
+	Scenario string   `json:"scenario"`
+	Seed     uint64   `json:"seed"`
+	Verdict  string   `json:"verdict"`
+	Reasons  []string `json:"reasons,omitempty"`
+	// Judgement: "failed as expected: ..." when the scenario expects
+	// exactly the failure seen (verdict is then pass).
+	Judgement        string              `json:"judgement,omitempty"`
+	Failures         []scenarios.Failure `json:"failures,omitempty"`
+	LostAcknowledged []sim.LostAppend    `json:"lost_acknowledged,omitempty"`
+	Trace            string              `json:"trace"`
+	Bugs             string              `json:"bugs"`
+	Checks           []string            `json:"checks"`
+	Swarm            string              `json:"swarm,omitempty"`
+	Notes            []string            `json:"notes,omitempty"`
+	Counters         sim.Counters        `json:"run"`
+	Delivery         sim.DeliveryCheck   `json:"delivery"`
+	SendAckP50MS     float64             `json:"send_ack_p50_ms"`
+	SendAckP99MS     float64             `json:"send_ack_p99_ms"`
+	Check            *check.Verdict      `json:"check,omitempty"`
+	Exercised        map[string]uint64   `json:"exercised"`
+	Required         []string            `json:"required"`
+	MissingCounts    []string            `json:"missing_counters,omitempty"`
+	Faults           []sim.FaultWindow   `json:"faults"`
+	Panic            string              `json:"panic,omitempty"`
 }
 
 func writeJSONSummary(w io.Writer, p *sim.Plan, r *sim.Result, o *sim.Outcome) error {
@@ -291,7 +304,8 @@ func writeJSONSummary(w io.Writer, p *sim.Plan, r *sim.Result, o *sim.Outcome) e
 		Trace: fmt.Sprintf("%016x", r.TraceHash), Bugs: bugList(p.Config.Bugs), Checks: p.Checks, Swarm: p.Swarm,
 		Notes: p.Notes, Counters: r.Counters, Delivery: r.Delivery,
 		SendAckP50MS: float64(p50) / 1e6, SendAckP99MS: float64(p99) / 1e6, Check: o.Verdict,
-		Exercised: o.Exercised, Required: p.Required, MissingCounts: o.Missing, Faults: r.Faults}
+		Exercised: o.Exercised, Required: p.Required, MissingCounts: o.Missing, Faults: r.Faults,
+		Judgement: o.Expected, Failures: o.Failures, LostAcknowledged: o.LostAcknowledged}
 	if o.Panic != nil {
 		s.Panic = o.Panic.Error() + "\n" + o.Panic.Stack
 	}
@@ -621,6 +635,7 @@ func (sw *sweeper) one(seed uint64) {
 		rec.Verdict, rec.Line = sim.VerdictError, fmt.Sprintf("seed=%d error: %v", seed, err)
 	default:
 		rec.Line = finalLine(o.Word, res)
+		rec.Expected = o.Expected
 		if !o.Pass() {
 			rec.Verdict, rec.Reasons = sim.VerdictFail, o.Reasons
 		}
@@ -643,6 +658,10 @@ func (sw *sweeper) one(seed uint64) {
 		sw.failed++
 		fmt.Fprintf(sw.out, "%s: %s\n", rec.Line, strings.Join(rec.Reasons, "; "))
 		fmt.Fprintf(sw.out, "  replay: %s\n", sw.header.ReplayCommand(seed))
+	default:
+		if rec.Expected != "" {
+			fmt.Fprintf(sw.out, "%s: %s\n", rec.Line, rec.Expected)
+		}
 	}
 	sw.progress.update(len(sw.records), sw.failed)
 }
