@@ -50,8 +50,11 @@ staging-test:
 	ZZIM_STAGING=1 $(GO) test -count=1 -timeout 15m -v -run '^TestStaging$$' ./docker/stagingtest
 
 # chaos-ci: a bounded slice of the chaos harness on real containers (needs
-# Docker and the images of docker/build.sh; about 3 minutes here): one
-# scenario that must pass, one bug switch the checkers must catch (exit 1).
+# Docker and the images of docker/build.sh; about 4 minutes here): one
+# scenario that must pass, one bug switch the checkers must catch (exit 1),
+# and a dependency fault: the MariaDB primary failed over to its
+# semi-synchronous replica must lose nothing acknowledged, and with das
+# acknowledging before the replica confirms (no-semisync) it must be caught.
 CHAOS_OUT ?= chaos-out
 .PHONY: chaos-ci
 chaos-ci:
@@ -61,6 +64,11 @@ chaos-ci:
 	TESTCONTAINERS_RYUK_DISABLED=true TESTCONTAINERS_HOST_OVERRIDE=localhost \
 		./$(BIN) chaos run ambiguous-commit --bug no-dedup --out $(CHAOS_OUT)/no-dedup; \
 		rc=$$?; if [ $$rc -ne 1 ]; then echo "chaos-ci: --bug no-dedup: got exit $$rc, want 1 (the checkers must catch it)"; exit 1; fi
+	TESTCONTAINERS_RYUK_DISABLED=true TESTCONTAINERS_HOST_OVERRIDE=localhost \
+		./$(BIN) chaos run db-failover-semisync --out $(CHAOS_OUT)/db-failover-semisync
+	TESTCONTAINERS_RYUK_DISABLED=true TESTCONTAINERS_HOST_OVERRIDE=localhost \
+		./$(BIN) chaos run db-failover-semisync --bug no-semisync --out $(CHAOS_OUT)/no-semisync; \
+		rc=$$?; if [ $$rc -ne 1 ]; then echo "chaos-ci: --bug no-semisync: got exit $$rc, want 1 (the checkers must catch it)"; exit 1; fi
 
 # Simulator sweeps (not part of `make test`). sweep runs every shipped
 # scenario over SWEEP_SEEDS; sweep-ci is the bounded slice CI can afford:

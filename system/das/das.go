@@ -52,11 +52,13 @@ const (
 	// Well under dasTimeout, so a busy das answers before a caller gives up.
 	QueueWaitMaxDefault = 300 * time.Millisecond
 	// BatchDurationMaxDefault bounds how long one group commit is expected
-	// to take: the batch size is capped at BatchDurationMax divided by the
-	// measured time per append (an average over recent transactions), so a
-	// store that slows down per row gets smaller batches and a caller's
-	// append is answered within QueueWaitMax + BatchDurationMax, well under
-	// dasTimeout. A store whose cost is per transaction keeps full batches.
+	// to take beyond its fixed part: the batch size is capped at
+	// BatchDurationMax divided by the measured cost of one more append (the
+	// slope of commit time over batch size, commitcost.go), so a store that
+	// slows down per row gets smaller batches and a caller's append is
+	// answered within QueueWaitMax + BatchDurationMax + the fixed commit
+	// time, under dasTimeout. A store whose cost is per transaction (an
+	// fsync, a semi-sync replica's ack) keeps full batches.
 	BatchDurationMaxDefault = 200 * time.Millisecond
 	// StaleSyncBoundDefault is how far bugs.StaleSync's snapshot lags.
 	StaleSyncBoundDefault = 2 * time.Second
@@ -138,10 +140,10 @@ type Das struct {
 	queues   [businessCount]*queue
 	inflight map[node.ReqID]*flight
 	seqCache map[string]uint64 // bugs.AckBeforeCommit only
-	// perAppend is the average time per append of recent group commits
-	// (0 until one completes): it caps the batch size (BatchDurationMax).
-	perAppend time.Duration
-	stats     Stats
+	// cost learns what an append adds to a group commit's time; it caps
+	// the batch size (BatchDurationMax).
+	cost  commitCost
+	stats Stats
 }
 
 var _ node.Node = (*Das)(nil)
@@ -296,24 +298,15 @@ func (d *Das) issue(env node.Env, f *flight) {
 	d.inflight[env.Store(f.op)] = f
 }
 
-// batchMax is the largest group commit expected to finish within
-// BatchDurationMax at the measured time per append.
+// batchMax is the largest group commit whose per-append part is expected
+// to fit in BatchDurationMax.
 func (d *Das) batchMax() int {
-	if d.perAppend <= 0 {
-		return store.AppendBatchMax
-	}
-	return int(min(max(int64(d.cfg.BatchDurationMax/d.perAppend), 1), store.AppendBatchMax))
+	return d.cost.batchCap(d.cfg.BatchDurationMax, store.AppendBatchMax)
 }
 
-// learnAppendTime folds a committed batch's time per append into the
-// average (weight 1/4: a few transactions to follow a change).
+// learnAppendTime folds a committed batch's size and time into the cost.
 func (d *Das) learnAppendTime(env node.Env, f *flight) {
-	per := env.Now().Sub(f.started) / time.Duration(len(f.reqs))
-	if d.perAppend == 0 {
-		d.perAppend = per
-		return
-	}
-	d.perAppend = (3*d.perAppend + per) / 4
+	d.cost.observe(len(f.reqs), env.Now().Sub(f.started))
 }
 
 func (d *Das) onCompletion(env node.Env, c node.Completion) {

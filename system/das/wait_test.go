@@ -1,7 +1,6 @@
 package das_test
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
@@ -39,33 +38,71 @@ func TestQueueWaitMax(t *testing.T) {
 	}
 }
 
-// The batch size follows the store's time per append: after a group
-// commit of 2 that took 100ms (50ms per append), BatchDurationMax 100ms
-// allows batches of 2, so 5 waiting appends go as 2, 2, 1.
-func TestBatchDurationMax(t *testing.T) {
-	b := newBench(t, das.Config{AppendInflightMax: 1, BatchDurationMax: 100 * time.Millisecond, QueueWaitMax: time.Hour})
+// commitSizes queues waiting appends, then completes every batch das issues
+// after cost(size) of virtual time, topping the queue up to depth after
+// each commit, for commits transactions; it returns the batch sizes.
+func commitSizes(t *testing.T, b *bench, depth, commits int, cost func(n int) time.Duration) []int {
+	t.Helper()
 	b.c.HoldStores = nodetest.StoreAppends
-	b.request(appendReq(1)) // in flight alone
-	b.request(appendReq(2))
-	b.request(appendReq(3))
-	b.c.CompleteStore(nodetest.StoreAppends, nodetest.StoreApply) // instant: no timing learnt yet
-	b.c.Stabilize()
-	if got := len(b.c.Stores); got != 1 || len(b.c.Stores[0].Op.Append) != 2 {
-		t.Fatalf("second batch: got %d store ops, want one of 2", got)
-	}
-	for c := uint64(4); c <= 8; c++ {
-		b.request(appendReq(c))
-	}
-	b.c.Advance(100 * time.Millisecond)
-	var sizes []int
-	for len(b.c.Stores) > 0 {
-		b.c.CompleteStore(nodetest.StoreAppends, nodetest.StoreApply)
-		b.c.Stabilize()
-		if len(b.c.Stores) > 0 {
-			sizes = append(sizes, len(b.c.Stores[0].Op.Append))
+	next := uint64(1)
+	top := func() {
+		for b.d.Stats().QueueDepth[wire.Business_BUSINESS_MESSAGE] < depth {
+			b.request(appendReq(next))
+			next++
 		}
 	}
-	if got := fmt.Sprint(sizes); got != "[2 2 1]" {
-		t.Fatalf("batch sizes after a slow commit: got %s, want [2 2 1]", got)
+	top()
+	var sizes []int
+	for range commits {
+		if len(b.c.Stores) != 1 {
+			t.Fatalf("got %d store ops in flight, want 1", len(b.c.Stores))
+		}
+		n := len(b.c.Stores[0].Op.Append)
+		sizes = append(sizes, n)
+		b.c.Advance(cost(n))
+		b.c.CompleteStore(nodetest.StoreAppends, nodetest.StoreApply)
+		b.c.Stabilize()
+		top()
+	}
+	return sizes
+}
+
+// A store whose commit costs a fixed 200ms however many rows it holds (a
+// semi-synchronous replica's acknowledgement) is given full batches: the
+// cap is set by what one more row costs, not by the time per row, which
+// would charge the 200ms to a batch of one and keep it at one.
+func TestBatchCapFixedCommitCost(t *testing.T) {
+	b := newBench(t, das.Config{AppendInflightMax: 1, BatchDurationMax: 200 * time.Millisecond, QueueWaitMax: time.Hour})
+	b.request(appendReq(0)) // the first batch is one append: nothing learnt yet
+	sizes := commitSizes(t, b, 300, 40, func(int) time.Duration { return 200 * time.Millisecond })
+	if last := sizes[len(sizes)-1]; last < 200 {
+		t.Fatalf("batch sizes at a fixed 200ms per commit: got %v, want the last at least 200", sizes)
+	}
+}
+
+// A store whose commit costs 50ms per row, with BatchDurationMax 100ms,
+// settles on batches of 2: the sizes may probe one more, never far.
+func TestBatchCapPerRowCost(t *testing.T) {
+	b := newBench(t, das.Config{AppendInflightMax: 1, BatchDurationMax: 100 * time.Millisecond, QueueWaitMax: time.Hour})
+	b.request(appendReq(0))
+	sizes := commitSizes(t, b, 50, 60, func(n int) time.Duration { return 5*time.Millisecond + time.Duration(n)*50*time.Millisecond })
+	// The first batch is the whole queue (nothing learnt); then the cap
+	// follows the measurements.
+	for i, n := range sizes[10:] {
+		if n < 1 || n > 3 {
+			t.Fatalf("batch %d: got size %d (sizes %v), want 1..3 at 50ms per row and a 100ms budget", i+10, n, sizes)
+		}
+	}
+	twos := 0
+	for _, n := range sizes[10:] {
+		if n == 2 {
+			twos++
+		}
+	}
+	if twos < len(sizes[10:])/2 {
+		t.Fatalf("sizes %v: want mostly batches of 2", sizes)
+	}
+	if st := b.d.Stats(); st.BatchCap < 1 || st.BatchCap > 3 {
+		t.Fatalf("BatchCap: got %d, want 1..3", st.BatchCap)
 	}
 }
