@@ -2,6 +2,8 @@ package loadgen
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -105,6 +107,22 @@ type gen struct {
 	// startNs: traffic start; messages meant before it (an earlier run's,
 	// synced at login) are not this run's deliveries.
 	startNs atomic.Int64
+	// device is every user's device id in this run (runDevice).
+	device string
+}
+
+// runDevice names this run's device: "load-" and 8 random hex digits.
+// Logic keeps per-sender FIFO state per (user, device) and a client's
+// cseq counts from 1 over its whole life, and message ids are
+// <user>-<device>-<cseq>: a run that reused an earlier run's device on
+// the same cluster (same user names) restarted cseq on sessions that had
+// those cseqs done, so its sends were taken for resends (appended out of
+// order) and deduplicated against the earlier run's messages. A device
+// of its own makes each run a new client life.
+func runDevice() string {
+	var b [4]byte
+	_, _ = crand.Read(b[:]) // never fails (crypto/rand)
+	return "load-" + hex.EncodeToString(b[:])
 }
 
 func (c *Config) validate() error {
@@ -137,7 +155,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	p := cfg.Profile
 	w := &p.Workload
-	g := &gen{cfg: cfg, prof: p, clock: clientrun.NewClock()}
+	g := &gen{cfg: cfg, prof: p, clock: clientrun.NewClock(), device: runDevice()}
 	if cfg.Verify {
 		g.rec = &clientrun.Recorder{}
 	}

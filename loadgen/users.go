@@ -100,7 +100,7 @@ func (g *gen) startUser(u *user) {
 		held = clientHeldMax
 	}
 	cfg := client.Config{
-		User: u.name, Device: "load", Token: wire.SignToken(g.cfg.Secret, u.name, g.clock.Now().Add(tokenLifetime)),
+		User: u.name, Device: g.device, Token: wire.SignToken(g.cfg.Secret, u.name, g.clock.Now().Add(tokenLifetime)),
 		Entries: g.cfg.TCP, HTTP: g.cfg.HTTP, ClientNum: u.idx + 1 + g.cfg.ClientNumBase,
 		BackoffMax: clientBackoffMax, HeldMax: held, InflightMax: g.prof.Workload.InflightMax,
 		OnDeliver: g.onDeliver,
