@@ -5,9 +5,11 @@
 package memstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 
@@ -67,6 +69,7 @@ type user struct {
 }
 
 type membership struct {
+	conv      *conversation // the row's conversation, so ConvList needs no lookup by id
 	peerID    string
 	listingID string
 	readSeq   uint64
@@ -159,26 +162,26 @@ func (s *Store) appendOne(r *store.AppendReq) store.AppendResult {
 	s.order++
 	c.lastMs, c.lastOrder = r.CreatedAtMs, s.order
 
-	if m := s.ensureMember(r.SenderID, r.ConvID, r.PeerID, r.ListingID); m != nil {
+	if m := s.ensureMember(r.SenderID, c, r.ConvID, r.PeerID, r.ListingID); m != nil {
 		m.readSeq = max(m.readSeq, seq) // sending advances the sender's read_seq
 	} else if r.ConvID == wire.BroadcastConvID {
 		s.raiseRead(r.SenderID, r.ConvID, seq)
 	}
-	s.ensureMember(r.PeerID, r.ConvID, r.SenderID, r.ListingID)
+	s.ensureMember(r.PeerID, c, r.ConvID, r.SenderID, r.ListingID)
 	return store.AppendResult{Seq: seq, CreatedAtMs: r.CreatedAtMs}
 }
 
-// ensureMember returns userID's user_conversations row for conv, created if
-// missing. The system sender, empty ids and the broadcast conversation have
+// ensureMember returns userID's user_conversations row for conv (c, named
+// convID), created if missing. The system sender, empty ids and the broadcast conversation have
 // none (nil).
-func (s *Store) ensureMember(userID, convID, peerID, listingID string) *membership {
+func (s *Store) ensureMember(userID string, c *conversation, convID, peerID, listingID string) *membership {
 	if userID == "" || userID == store.SystemSender || convID == wire.BroadcastConvID {
 		return nil
 	}
 	u := s.user(userID)
 	m := u.convs[convID]
 	if m == nil {
-		m = &membership{peerID: peerID, listingID: listingID}
+		m = &membership{conv: c, peerID: peerID, listingID: listingID}
 		u.convs[convID] = m
 		s.rows++
 	}
@@ -306,11 +309,12 @@ func (s *Store) ConvList(ctx context.Context, req store.ConvListReq) ([]store.Co
 		summary store.ConvSummary
 		conv    *conversation
 	}
-	var entries []entry
 	u := s.users[req.UserID]
+	var entries []entry
 	if u != nil {
+		entries = make([]entry, 0, len(u.convs)+1) // +1: the broadcast conversation
 		for convID, m := range u.convs {
-			c := s.convs[convID]
+			c := m.conv
 			last := uint64(len(c.msgs))
 			entries = append(entries, entry{store.ConvSummary{
 				ConvID: convID, PeerID: m.peerID, ListingID: m.listingID,
@@ -330,12 +334,12 @@ func (s *Store) ConvList(ctx context.Context, req store.ConvListReq) ([]store.Co
 	}
 	// Map iteration order must not reach the output: lastOrder is unique per
 	// conversation, so this order is total.
-	sort.Slice(entries, func(i, j int) bool {
-		a, b := entries[i].conv, entries[j].conv
-		if a.lastMs != b.lastMs {
-			return a.lastMs > b.lastMs
+	slices.SortFunc(entries, func(x, y entry) int {
+		a, b := x.conv, y.conv
+		if c := cmp.Compare(b.lastMs, a.lastMs); c != 0 {
+			return c
 		}
-		return a.lastOrder > b.lastOrder
+		return cmp.Compare(b.lastOrder, a.lastOrder)
 	})
 	out := make([]store.ConvSummary, 0, min(limit, len(entries)))
 	for i := 0; i < len(entries) && i < limit; i++ {
