@@ -43,19 +43,56 @@ type convSeq struct {
 	seq  uint64
 }
 
+// convID numbers the pass's conversations densely in first-appearance
+// order (an index into structural.convs). The pass's indexes are keyed by
+// it instead of the conversation's name: hashing and comparing names was
+// most of the pass's time (a swarm seed's history holds about 400,000
+// ops), and a conversation's name is looked up once per op instead of once
+// per index it touches.
+type convID int32
+
+// msgRef is a msgKey within the pass: the conversation by its number.
+type msgRef struct {
+	conv      convID
+	sender    string
+	cmid      string
+	noticeSeq uint64 // a message without client_msg_id is named by its seq
+}
+
+func refOf(conv convID, sender, cmid string, seq uint64) msgRef {
+	if cmid == "" {
+		return msgRef{conv: conv, sender: sender, noticeSeq: seq}
+	}
+	return msgRef{conv: conv, sender: sender, cmid: cmid}
+}
+
+// cmidText is the client_msg_id as reports print it ("#seq" for a notice).
+func (k msgRef) cmidText() string {
+	if k.cmid == "" {
+		return "#" + strconv.FormatUint(k.noticeSeq, 10)
+	}
+	return k.cmid
+}
+
+type seqAt struct {
+	conv convID
+	seq  uint64
+}
+
 type clientConv struct {
 	client int
-	conv   string
+	conv   convID
 }
 
 type clientConvSeq struct {
 	client int
-	conv   string
+	conv   convID
 	seq    uint64
 }
 
 type userConv struct {
-	user, conv string
+	user string
+	conv convID
 }
 
 // source names where an observation came from: an op index (>= 0) or a
@@ -68,7 +105,7 @@ type seqSeen struct {
 }
 
 type keySeen struct {
-	key msgKey
+	key msgRef
 	src source
 }
 
@@ -85,14 +122,15 @@ type structural struct {
 	listed  map[int]int     // violations reported, per promise
 	flagged map[string]bool // one report per broken fact
 
-	msgSeq  map[msgKey]seqSeen
-	seqMsg  map[convSeq]keySeen
-	lastSeq map[string]uint64
-	convs   []string // every conversation, first appearance order
+	msgSeq  map[msgRef]seqSeen
+	seqMsg  map[seqAt]keySeen
+	convIDs map[string]convID
+	convs   []string // every conversation by convID, first appearance order
+	lastSeq []uint64 // by convID
 
-	ackOf      map[convSeq]int   // first acked send op per (conv, seq)
-	dumpSeq    map[msgKey]uint64 // dump: message -> seq
-	sentBy     map[msgKey]int    // message -> first client that sent it
+	ackOf      map[seqAt]int     // first acked send op per (conv, seq)
+	dumpSeq    map[msgRef]uint64 // dump: message -> seq
+	sentBy     map[msgRef]int    // message -> first client that sent it
 	deliverAt  map[clientConvSeq]int64
 	finals     map[clientConv]int // final op per (client, conv)
 	hasFinal   map[int]bool
@@ -101,7 +139,8 @@ type structural struct {
 	maxRead    map[userConv]uint64
 	maxOwnSent map[userConv]uint64
 	anyDeliver bool
-	recipients map[string][]int // cache of finalClients
+	recipients [][]int  // cache of finalClients, by convID
+	opConv     []convID // each op's conversation (-1: none)
 }
 
 // Structural runs the linear-time checks of promises 1-6, 8 and 9 on h,
@@ -157,12 +196,12 @@ func newStructural(h *History, dump []store.Message, opts StructuralOptions) *st
 		h: h, dump: dump, opts: opts, max: opts.ViolationsMax, sizes: z,
 		flagged:    map[string]bool{},
 		listed:     map[int]int{},
-		msgSeq:     make(map[msgKey]seqSeen, z.msgs),
-		seqMsg:     make(map[convSeq]keySeen, z.msgs),
-		lastSeq:    map[string]uint64{},
-		ackOf:      make(map[convSeq]int, z.sends),
-		dumpSeq:    make(map[msgKey]uint64, len(dump)),
-		sentBy:     make(map[msgKey]int, z.sends),
+		msgSeq:     make(map[msgRef]seqSeen, z.msgs),
+		seqMsg:     make(map[seqAt]keySeen, z.msgs),
+		convIDs:    map[string]convID{},
+		ackOf:      make(map[seqAt]int, z.sends),
+		dumpSeq:    make(map[msgRef]uint64, len(dump)),
+		sentBy:     make(map[msgRef]int, z.sends),
 		deliverAt:  make(map[clientConvSeq]int64, z.delivered),
 		finals:     map[clientConv]int{},
 		hasFinal:   map[int]bool{},
@@ -205,33 +244,40 @@ func (s *structural) violate(flag string, promise int, conv string, srcs []sourc
 // Total is how many violations the pass found, reported or not.
 func (s *structural) Total() int { return s.total }
 
-func (s *structural) noteConv(conv string) {
-	if _, ok := s.lastSeq[conv]; !ok {
-		s.lastSeq[conv] = 0
-		s.convs = append(s.convs, conv)
+// noteConv returns conv's number, numbering it if it is new.
+func (s *structural) noteConv(conv string) convID {
+	if id, ok := s.convIDs[conv]; ok {
+		return id
 	}
+	id := convID(len(s.convs))
+	s.convIDs[conv] = id
+	s.convs = append(s.convs, conv)
+	s.lastSeq = append(s.lastSeq, 0)
+	return id
 }
+
+// conv is op i's conversation, numbered by observeOps.
+func (s *structural) conv(i int) convID { return s.opConv[i] }
 
 // observe records that src saw message (conv, sender, cmid) at seq:
 // promise 3 (one message, one seq) and promise 1 (one seq, one message).
-func (s *structural) observe(conv, sender, cmid string, seq uint64, src source) {
+func (s *structural) observe(conv convID, sender, cmid string, seq uint64, src source) {
 	if seq == 0 {
 		return
 	}
-	s.noteConv(conv)
-	k := keyOf(conv, sender, cmid, seq)
+	k := refOf(conv, sender, cmid, seq)
 	if prev, ok := s.msgSeq[k]; !ok {
 		s.msgSeq[k] = seqSeen{seq, src}
 	} else if prev.seq != seq {
-		s.violate(fmt.Sprintf("3|%v|%d|%d", k, prev.seq, seq), PromiseIdempotent, conv, []source{prev.src, src},
-			"message %s/%s has seq %d and seq %d", sender, cmid, prev.seq, seq)
+		s.violate(fmt.Sprintf("3|%v|%d|%d", k, prev.seq, seq), PromiseIdempotent, s.convs[conv], []source{prev.src, src},
+			"message %s/%s has seq %d and seq %d", sender, k.cmidText(), prev.seq, seq)
 	}
-	cs := convSeq{conv, seq}
+	cs := seqAt{conv, seq}
 	if prev, ok := s.seqMsg[cs]; !ok {
 		s.seqMsg[cs] = keySeen{k, src}
 	} else if prev.key != k {
-		s.violate(fmt.Sprintf("1|%s|%d|%v|%v", conv, seq, prev.key, k), PromiseTotalOrder, conv, []source{prev.src, src},
-			"seq %d names two messages: %s/%s and %s/%s", seq, prev.key.sender, prev.key.cmid, sender, cmid)
+		s.violate(fmt.Sprintf("1|%d|%d|%v|%v", conv, seq, prev.key, k), PromiseTotalOrder, s.convs[conv], []source{prev.src, src},
+			"seq %d names two messages: %s/%s and %s/%s", seq, prev.key.sender, prev.key.cmidText(), sender, k.cmidText())
 	}
 	if !s.haveDump() && seq > s.lastSeq[conv] {
 		s.lastSeq[conv] = seq
@@ -245,23 +291,31 @@ func (s *structural) observeDump() {
 	if s.dump == nil {
 		return
 	}
-	count := map[string]uint64{}
+	var count []uint64 // rows by convID
 	for j, m := range s.dump {
 		src := source(-(j + 1))
-		k := keyOf(m.ConvID, m.SenderID, m.ClientMsgID, m.Seq)
+		conv := s.noteConv(m.ConvID)
+		k := refOf(conv, m.SenderID, m.ClientMsgID, m.Seq)
 		if prev, ok := s.dumpSeq[k]; ok {
 			s.violate("", PromiseIdempotent, m.ConvID, []source{src},
 				"store holds message %s/%s twice (seqs %d and %d)", m.SenderID, m.ClientMsgID, prev, m.Seq)
 		}
 		s.dumpSeq[k] = m.Seq
-		s.observe(m.ConvID, m.SenderID, m.ClientMsgID, m.Seq, src)
-		count[m.ConvID]++
-		if m.Seq > s.lastSeq[m.ConvID] {
-			s.lastSeq[m.ConvID] = m.Seq
+		s.observe(conv, m.SenderID, m.ClientMsgID, m.Seq, src)
+		for int(conv) >= len(count) {
+			count = append(count, 0)
+		}
+		count[conv]++
+		if m.Seq > s.lastSeq[conv] {
+			s.lastSeq[conv] = m.Seq
 		}
 	}
-	for _, conv := range s.convs {
-		if n, last := count[conv], s.lastSeq[conv]; n != last {
+	for id, conv := range s.convs {
+		var n uint64
+		if id < len(count) {
+			n = count[id]
+		}
+		if last := s.lastSeq[id]; n != last {
 			s.violate("", PromiseTotalOrder, conv, nil,
 				"store seqs are not gap-free: %d rows, last seq %d", n, last)
 		}
@@ -275,15 +329,20 @@ func acked(op *Op) bool {
 
 // observeOps indexes every op of the history.
 func (s *structural) observeOps() {
+	s.opConv = make([]convID, len(s.h.Ops))
 	for i := range s.h.Ops {
 		op := &s.h.Ops[i]
 		src := source(i)
 		if op.User != "" {
 			s.userOf[op.Client] = op.User
 		}
+		// Every op that names a conversation is numbered here, so the
+		// checks after this pass read s.conv(i) instead of looking the name up.
+		conv := convID(-1)
 		if op.Conv != "" {
-			s.noteConv(op.Conv)
+			conv = s.noteConv(op.Conv)
 		}
+		s.opConv[i] = conv
 		switch op.Kind {
 		case KindSend:
 			s.observeSend(op, i)
@@ -291,26 +350,32 @@ func (s *structural) observeOps() {
 			s.observeSync(op, src)
 		case KindDeliver:
 			s.anyDeliver = true
+			if len(op.Out.Msgs) > 0 {
+				conv = s.noteConv(op.Conv)
+				s.opConv[i] = conv
+			}
 			for _, m := range op.Out.Msgs {
-				s.observe(op.Conv, m.Sender, m.ClientMsgID, m.Seq, src)
-				k := clientConvSeq{op.Client, op.Conv, m.Seq}
+				s.observe(conv, m.Sender, m.ClientMsgID, m.Seq, src)
+				k := clientConvSeq{op.Client, conv, m.Seq}
 				if at, ok := s.deliverAt[k]; !ok || op.Call < at {
 					s.deliverAt[k] = op.Call
 				}
 			}
 		case KindFinal:
 			s.hasFinal[op.Client] = true
-			if _, ok := s.finals[clientConv{op.Client, op.Conv}]; !ok {
-				s.finals[clientConv{op.Client, op.Conv}] = i
+			conv = s.noteConv(op.Conv)
+			s.opConv[i] = conv
+			if _, ok := s.finals[clientConv{op.Client, conv}]; !ok {
+				s.finals[clientConv{op.Client, conv}] = i
 			}
 			for _, m := range op.Out.Msgs {
-				s.observe(op.Conv, m.Sender, m.ClientMsgID, m.Seq, src)
+				s.observe(conv, m.Sender, m.ClientMsgID, m.Seq, src)
 			}
 		case KindConvList:
 			for _, c := range op.Out.Convs {
-				s.noteConv(c.Conv)
-				if !s.haveDump() && c.LastSeq > s.lastSeq[c.Conv] {
-					s.lastSeq[c.Conv] = c.LastSeq
+				id := s.noteConv(c.Conv)
+				if !s.haveDump() && c.LastSeq > s.lastSeq[id] {
+					s.lastSeq[id] = c.LastSeq
 				}
 			}
 		case KindLogin:
@@ -319,7 +384,7 @@ func (s *structural) observeOps() {
 			}
 		case KindRead:
 			if op.Returned() && op.Error == "" {
-				uc := userConv{op.User, op.Conv}
+				uc := userConv{op.User, s.noteConv(op.Conv)}
 				s.maxRead[uc] = max(s.maxRead[uc], op.Out.ReadSeq)
 			}
 		}
@@ -327,19 +392,21 @@ func (s *structural) observeOps() {
 }
 
 func (s *structural) observeSend(op *Op, i int) {
-	k := keyOf(op.Conv, op.User, op.In.ClientMsgID, op.Out.Seq)
+	conv := s.noteConv(op.Conv)
+	s.opConv[i] = conv
+	k := refOf(conv, op.User, op.In.ClientMsgID, op.Out.Seq)
 	if _, ok := s.sentBy[k]; !ok && op.In.ClientMsgID != "" {
 		s.sentBy[k] = op.Client
 	}
 	if !acked(op) {
 		return
 	}
-	s.observe(op.Conv, op.User, op.In.ClientMsgID, op.Out.Seq, source(i))
-	cs := convSeq{op.Conv, op.Out.Seq}
+	s.observe(conv, op.User, op.In.ClientMsgID, op.Out.Seq, source(i))
+	cs := seqAt{conv, op.Out.Seq}
 	if _, ok := s.ackOf[cs]; !ok {
 		s.ackOf[cs] = i
 	}
-	uc := userConv{op.User, op.Conv}
+	uc := userConv{op.User, conv}
 	s.maxOwnSent[uc] = max(s.maxOwnSent[uc], op.Out.Seq)
 }
 
@@ -349,8 +416,10 @@ func (s *structural) observeSync(op *Op, src source) {
 	if !op.Returned() || op.Error != "" || op.Unknown {
 		return
 	}
+	conv := s.noteConv(op.Conv)
+	s.opConv[src] = conv
 	for j, m := range op.Out.Msgs {
-		s.observe(op.Conv, m.Sender, m.ClientMsgID, m.Seq, src)
+		s.observe(conv, m.Sender, m.ClientMsgID, m.Seq, src)
 		if want := op.In.AfterSeq + uint64(j) + 1; m.Seq != want {
 			s.violate("", PromiseTotalOrder, op.Conv, []source{src},
 				"sync after %d returned seq %d at position %d, want %d", op.In.AfterSeq, m.Seq, j, want)
@@ -361,8 +430,8 @@ func (s *structural) observeSync(op *Op, src source) {
 		s.violate("", PromiseTotalOrder, op.Conv, []source{src},
 			"sync returned %d messages, more than its limit %d", len(op.Out.Msgs), limit)
 	}
-	if !s.haveDump() && op.Out.LastSeq > s.lastSeq[op.Conv] {
-		s.lastSeq[op.Conv] = op.Out.LastSeq
+	if !s.haveDump() && op.Out.LastSeq > s.lastSeq[conv] {
+		s.lastSeq[conv] = op.Out.LastSeq
 	}
 }
 
@@ -377,7 +446,7 @@ func (s *structural) checkDurable() {
 		if !acked(op) {
 			continue
 		}
-		k := keyOf(op.Conv, op.User, op.In.ClientMsgID, op.Out.Seq)
+		k := refOf(s.conv(i), op.User, op.In.ClientMsgID, op.Out.Seq)
 		seq, ok := s.dumpSeq[k]
 		switch {
 		case !ok:
@@ -404,7 +473,7 @@ func (s *structural) checkFIFO() {
 	}
 	groups := make(map[clientConv][]sent, s.sizes.finals)
 	var order []clientConv
-	seen := make(map[msgKey]bool, s.sizes.sends)
+	seen := make(map[msgRef]bool, s.sizes.sends)
 	byCSeq := make(map[clientCSeq]int, s.sizes.sends)
 	for i := range s.h.Ops {
 		op := &s.h.Ops[i]
@@ -418,12 +487,12 @@ func (s *structural) checkFIFO() {
 		} else if !ok {
 			byCSeq[cc] = i
 		}
-		k := keyOf(op.Conv, op.User, op.In.ClientMsgID, op.Out.Seq)
+		k := refOf(s.conv(i), op.User, op.In.ClientMsgID, op.Out.Seq)
 		if seen[k] {
 			continue
 		}
 		seen[k] = true
-		g := clientConv{op.Client, op.Conv}
+		g := clientConv{op.Client, s.conv(i)}
 		if _, ok := groups[g]; !ok {
 			order = append(order, g)
 		}
@@ -435,7 +504,7 @@ func (s *structural) checkFIFO() {
 		for j := 1; j < len(list); j++ {
 			a, b := list[j-1], list[j]
 			if a.seq >= b.seq && a.cseq != b.cseq {
-				s.violate("", PromiseFIFO, g.conv, []source{source(a.op), source(b.op)},
+				s.violate("", PromiseFIFO, s.convs[g.conv], []source{source(a.op), source(b.op)},
 					"client %d sent cseq %d before cseq %d, but they got seqs %d and %d", g.client, a.cseq, b.cseq, a.seq, b.seq)
 			}
 		}
@@ -460,15 +529,16 @@ func (s *structural) checkDeliveries() {
 	prev := map[clientConv]last{}
 	for _, i := range idx {
 		op := &s.h.Ops[i]
+		conv := s.conv(i)
 		for _, m := range op.Out.Msgs {
-			k := clientConvSeq{op.Client, op.Conv, m.Seq}
+			k := clientConvSeq{op.Client, conv, m.Seq}
 			if f, ok := first[k]; ok {
 				s.violate("", PromiseNoDuplicates, op.Conv, []source{source(f), source(i)},
 					"client %d delivered seq %d twice", op.Client, m.Seq)
 				continue
 			}
 			first[k] = i
-			cc := clientConv{op.Client, op.Conv}
+			cc := clientConv{op.Client, conv}
 			if p, ok := prev[cc]; ok && m.Seq < p.seq {
 				s.violate("", PromiseNoDuplicates, op.Conv, []source{source(p.op), source(i)},
 					"client %d delivered seq %d after seq %d", op.Client, m.Seq, p.seq)
@@ -500,7 +570,7 @@ func recipients(conv string) (users []string, everyone bool, ok bool) {
 
 // finalClients lists, per conversation, the clients that must finally hold
 // it: clients that recorded final ops, of users that read the conversation.
-func (s *structural) finalClients() map[string][]int {
+func (s *structural) finalClients() [][]int {
 	if s.recipients != nil {
 		return s.recipients
 	}
@@ -513,16 +583,16 @@ func (s *structural) finalClients() map[string][]int {
 	for _, c := range clients {
 		byUser[s.userOf[c]] = append(byUser[s.userOf[c]], c)
 	}
-	out := map[string][]int{}
-	for _, conv := range s.convs {
+	out := make([][]int, len(s.convs))
+	for id, conv := range s.convs {
 		users, everyone, ok := recipients(conv)
 		switch {
 		case !ok:
 		case everyone:
-			out[conv] = clients
+			out[id] = clients
 		default:
 			for _, u := range users {
-				out[conv] = append(out[conv], byUser[u]...)
+				out[id] = append(out[id], byUser[u]...)
 			}
 		}
 	}
@@ -535,13 +605,13 @@ func (s *structural) finalClients() map[string][]int {
 // one) and 8 (unread = last_seq - read_seq).
 func (s *structural) checkFinals() {
 	fc := s.finalClients()
-	for _, conv := range s.convs {
-		last := s.lastSeq[conv]
-		for _, c := range fc[conv] {
-			i, ok := s.finals[clientConv{c, conv}]
+	for id, conv := range s.convs {
+		last := s.lastSeq[id]
+		for _, c := range fc[id] {
+			i, ok := s.finals[clientConv{c, convID(id)}]
 			if !ok {
 				if last > 0 {
-					s.violate("", PromiseNoLoss, conv, s.ackSources(conv, 1),
+					s.violate("", PromiseNoLoss, conv, s.ackSources(convID(id), 1),
 						"client %d (user %s) holds nothing of the conversation, last_seq %d", c, s.userOf[c], last)
 				}
 				continue
@@ -553,8 +623,8 @@ func (s *structural) checkFinals() {
 }
 
 // ackSources returns the acked send of (conv, seq), if any, as evidence.
-func (s *structural) ackSources(conv string, seq uint64) []source {
-	if i, ok := s.ackOf[convSeq{conv, seq}]; ok {
+func (s *structural) ackSources(conv convID, seq uint64) []source {
+	if i, ok := s.ackOf[seqAt{conv, seq}]; ok {
 		return []source{source(i)}
 	}
 	return nil
@@ -580,12 +650,12 @@ func (s *structural) checkHoldings(i int, last uint64) {
 	}
 	if held != first-1+uint64(len(msgs)) || held != last {
 		missing := held + 1
-		s.violate("", PromiseNoLoss, op.Conv, append([]source{source(i)}, s.ackSources(op.Conv, missing)...),
+		s.violate("", PromiseNoLoss, op.Conv, append([]source{source(i)}, s.ackSources(s.conv(i), missing)...),
 			"client %d holds %d messages from seq %d, contiguous to seq %d, want through last_seq %d (seq %d missing)",
 			op.Client, len(msgs), first, held, last, missing)
 	}
 	if first > 1 && !s.anyDeliver {
-		s.violate("", PromiseNoLoss, op.Conv, append([]source{source(i)}, s.ackSources(op.Conv, 1)...),
+		s.violate("", PromiseNoLoss, op.Conv, append([]source{source(i)}, s.ackSources(s.conv(i), 1)...),
 			"client %d holds nothing before seq %d and the history records no deliveries", op.Client, first)
 		return
 	}
@@ -608,15 +678,15 @@ func (s *structural) checkHoldings(i int, last uint64) {
 // handed seq to its application; its own messages need no delivery.
 func (s *structural) delivered(i int, seq uint64) bool {
 	op := &s.h.Ops[i]
-	if _, ok := s.deliverAt[clientConvSeq{op.Client, op.Conv, seq}]; ok {
+	if _, ok := s.deliverAt[clientConvSeq{op.Client, s.conv(i), seq}]; ok {
 		return true
 	}
-	if k, ok := s.seqMsg[convSeq{op.Conv, seq}]; ok {
+	if k, ok := s.seqMsg[seqAt{s.conv(i), seq}]; ok {
 		if sender, ok := s.sentBy[k.key]; ok && sender == op.Client {
 			return true
 		}
 	}
-	s.violate("", PromiseNoLoss, op.Conv, append([]source{source(i)}, s.ackSources(op.Conv, seq)...),
+	s.violate("", PromiseNoLoss, op.Conv, append([]source{source(i)}, s.ackSources(s.conv(i), seq)...),
 		"client %d held seq %d but never delivered it to the application", op.Client, seq)
 	return false
 }
@@ -624,7 +694,7 @@ func (s *structural) delivered(i int, seq uint64) bool {
 func (s *structural) checkUnread(i int, last uint64) {
 	op := &s.h.Ops[i]
 	rs, unread := op.Out.ReadSeq, op.Out.Unread
-	uc := userConv{op.User, op.Conv}
+	uc := userConv{op.User, s.conv(i)}
 	switch {
 	case rs > last:
 		s.violate("", PromiseUnread, op.Conv, []source{source(i)},
@@ -633,7 +703,7 @@ func (s *structural) checkUnread(i int, last uint64) {
 		s.violate("", PromiseUnread, op.Conv, []source{source(i)},
 			"client %d has unread %d, want last_seq %d - read_seq %d = %d", op.Client, unread, last, rs, last-rs)
 	case rs < s.maxOwnSent[uc]:
-		s.violate("", PromiseUnread, op.Conv, append([]source{source(i)}, s.ackSources(op.Conv, s.maxOwnSent[uc])...),
+		s.violate("", PromiseUnread, op.Conv, append([]source{source(i)}, s.ackSources(s.conv(i), s.maxOwnSent[uc])...),
 			"user %s has read_seq %d, but sent seq %d (sending advances read_seq)", op.User, rs, s.maxOwnSent[uc])
 	case rs < s.maxRead[uc]:
 		s.violate("", PromiseUnread, op.Conv, []source{source(i)},
@@ -655,14 +725,14 @@ func (s *structural) checkLiveness() {
 		heal = max(heal, f.End)
 	}
 	fc := s.finalClients()
-	ackAt := map[msgKey]int64{}
+	ackAt := make(map[msgRef]int64, s.sizes.sends)
 	var order []int
 	for i := range s.h.Ops {
 		op := &s.h.Ops[i]
 		if !acked(op) {
 			continue
 		}
-		k := keyOf(op.Conv, op.User, op.In.ClientMsgID, op.Out.Seq)
+		k := refOf(s.conv(i), op.User, op.In.ClientMsgID, op.Out.Seq)
 		at, ok := ackAt[k]
 		if !ok {
 			order = append(order, i)
@@ -673,13 +743,14 @@ func (s *structural) checkLiveness() {
 	}
 	for _, i := range order {
 		op := &s.h.Ops[i]
-		at := ackAt[keyOf(op.Conv, op.User, op.In.ClientMsgID, op.Out.Seq)]
-		for _, c := range fc[op.Conv] {
+		conv := s.conv(i)
+		at := ackAt[refOf(conv, op.User, op.In.ClientMsgID, op.Out.Seq)]
+		for _, c := range fc[conv] {
 			if c == op.Client {
 				continue
 			}
 			deadline := max(heal, at, s.lastLogin[c]) + bound
-			got, ok := s.deliverAt[clientConvSeq{c, op.Conv, op.Out.Seq}]
+			got, ok := s.deliverAt[clientConvSeq{c, conv, op.Out.Seq}]
 			switch {
 			case !ok:
 				s.violate("", PromiseLiveness, op.Conv, []source{source(i)},
