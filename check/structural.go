@@ -105,8 +105,9 @@ type seqSeen struct {
 }
 
 type keySeen struct {
-	key msgRef
-	src source
+	key  msgRef
+	src  source
+	seen bool // the slot holds an observation
 }
 
 // structural holds the indexes of one pass. Every map is keyed so that
@@ -122,11 +123,17 @@ type structural struct {
 	listed  map[int]int     // violations reported, per promise
 	flagged map[string]bool // one report per broken fact
 
-	msgSeq  map[msgRef]seqSeen
-	seqMsg  map[seqAt]keySeen
-	convIDs map[string]convID
-	convs   []string // every conversation by convID, first appearance order
-	lastSeq []uint64 // by convID
+	msgSeq map[msgRef]seqSeen
+	// bySeq[conv][seq-1] is the first message seen at (conv, seq): a
+	// conversation's seqs are dense from 1, so a slice is smaller than a
+	// map and is read without hashing or a cache miss per probe. A seq far
+	// beyond what the slice holds (only a corrupt history has one) goes to
+	// seqMsgFar, so a wild seq cannot make the pass allocate for it.
+	bySeq     [][]keySeen
+	seqMsgFar map[seqAt]keySeen
+	convIDs   map[string]convID
+	convs     []string // every conversation by convID, first appearance order
+	lastSeq   []uint64 // by convID
 
 	ackOf      map[seqAt]int     // first acked send op per (conv, seq)
 	dumpSeq    map[msgRef]uint64 // dump: message -> seq
@@ -197,7 +204,7 @@ func newStructural(h *History, dump []store.Message, opts StructuralOptions) *st
 		flagged:    map[string]bool{},
 		listed:     map[int]int{},
 		msgSeq:     make(map[msgRef]seqSeen, z.msgs),
-		seqMsg:     make(map[seqAt]keySeen, z.msgs),
+		seqMsgFar:  map[seqAt]keySeen{},
 		convIDs:    map[string]convID{},
 		ackOf:      make(map[seqAt]int, z.sends),
 		dumpSeq:    make(map[msgRef]uint64, len(dump)),
@@ -253,7 +260,41 @@ func (s *structural) noteConv(conv string) convID {
 	s.convIDs[conv] = id
 	s.convs = append(s.convs, conv)
 	s.lastSeq = append(s.lastSeq, 0)
+	s.bySeq = append(s.bySeq, nil)
 	return id
+}
+
+// seqSlack is how far beyond a conversation's slice a seq may land and
+// still grow the slice: the slice at most doubles, plus this, per seq.
+const seqSlack = 1024
+
+// seqMsg returns the first message seen at (conv, seq).
+func (s *structural) seqMsg(conv convID, seq uint64) (keySeen, bool) {
+	if slots := s.bySeq[conv]; seq-1 < uint64(len(slots)) && slots[seq-1].seen {
+		return slots[seq-1], true
+	}
+	if len(s.seqMsgFar) == 0 {
+		return keySeen{}, false
+	}
+	v, ok := s.seqMsgFar[seqAt{conv, seq}]
+	return v, ok
+}
+
+// setSeqMsg records v as the first message seen at (conv, seq), which
+// seqMsg must have reported unseen.
+func (s *structural) setSeqMsg(conv convID, seq uint64, v keySeen) {
+	v.seen = true
+	slots := s.bySeq[conv]
+	switch i := seq - 1; {
+	case i < uint64(len(slots)):
+		slots[i] = v
+	case i < 2*uint64(len(slots))+seqSlack:
+		slots = append(slots, make([]keySeen, int(i)+1-len(slots))...)
+		slots[i] = v
+		s.bySeq[conv] = slots
+	default:
+		s.seqMsgFar[seqAt{conv, seq}] = v
+	}
 }
 
 // conv is op i's conversation, numbered by observeOps.
@@ -266,16 +307,25 @@ func (s *structural) observe(conv convID, sender, cmid string, seq uint64, src s
 		return
 	}
 	k := refOf(conv, sender, cmid, seq)
+	prev, seen := s.seqMsg(conv, seq)
+	if seen && prev.key == k {
+		// (k, seq) was observed before, and both checks below were made
+		// for it then: they would find nothing new (a violation is
+		// reported once per fact).
+		if !s.haveDump() && seq > s.lastSeq[conv] {
+			s.lastSeq[conv] = seq
+		}
+		return
+	}
 	if prev, ok := s.msgSeq[k]; !ok {
 		s.msgSeq[k] = seqSeen{seq, src}
 	} else if prev.seq != seq {
 		s.violate(fmt.Sprintf("3|%v|%d|%d", k, prev.seq, seq), PromiseIdempotent, s.convs[conv], []source{prev.src, src},
 			"message %s/%s has seq %d and seq %d", sender, k.cmidText(), prev.seq, seq)
 	}
-	cs := seqAt{conv, seq}
-	if prev, ok := s.seqMsg[cs]; !ok {
-		s.seqMsg[cs] = keySeen{k, src}
-	} else if prev.key != k {
+	if !seen {
+		s.setSeqMsg(conv, seq, keySeen{key: k, src: src})
+	} else {
 		s.violate(fmt.Sprintf("1|%d|%d|%v|%v", conv, seq, prev.key, k), PromiseTotalOrder, s.convs[conv], []source{prev.src, src},
 			"seq %d names two messages: %s/%s and %s/%s", seq, prev.key.sender, prev.key.cmidText(), sender, k.cmidText())
 	}
@@ -681,7 +731,7 @@ func (s *structural) delivered(i int, seq uint64) bool {
 	if _, ok := s.deliverAt[clientConvSeq{op.Client, s.conv(i), seq}]; ok {
 		return true
 	}
-	if k, ok := s.seqMsg[seqAt{s.conv(i), seq}]; ok {
+	if k, ok := s.seqMsg(s.conv(i), seq); ok {
 		if sender, ok := s.sentBy[k.key]; ok && sender == op.Client {
 			return true
 		}
