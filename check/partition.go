@@ -54,13 +54,17 @@ func buildPartitions(h *History, dump []store.Message) []*partition {
 		c.seen = append(c.seen, observation{k, m.Seq})
 	}
 	observed := make(map[msgKey]uint64, z.msgs)
+	// Only a message's first observation is kept: addUnexplained acts on
+	// the first one of each message and skips the rest (a message is
+	// observed once per delivery, sync and final holding, millions of
+	// times in a long run).
 	note := func(c *convOps, k msgKey, seq uint64) {
 		if seq == 0 {
 			return
 		}
-		c.seen = append(c.seen, observation{k, seq})
 		if _, ok := observed[k]; !ok {
 			observed[k] = seq
+			c.seen = append(c.seen, observation{k, seq})
 		}
 	}
 	for i := range h.Ops {
