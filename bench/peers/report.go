@@ -277,7 +277,16 @@ func recoveryNotes(rs []runResult) string {
 		if r.recovery.quiet {
 			how = fmt.Sprintf("it ended when nothing had arrived for %s", recoverQuiet)
 		}
-		fmt.Fprintf(&b, "- %s %s U=%d: the sync took %s (%s)", r.system, r.row, r.users, r.recovery.took.Round(100*time.Millisecond), how)
+		var lateAnswers int64
+		for _, st := range append(slices.Clone(r.steps), r.retries...) {
+			lateAnswers += st.track.answersAfterFreeze.Load()
+		}
+		fmt.Fprintf(&b, "- %s %s U=%d: %d sends unanswered and undelivered when the drain ended, %d after waiting %s for them; the sync then took %s (%s)",
+			r.system, r.row, r.users, r.recovery.unansweredAtDrain, r.recovery.unansweredAtSync, r.recovery.settled.Round(100*time.Millisecond),
+			(r.recovery.took - r.recovery.settled).Round(100*time.Millisecond), how)
+		if lateAnswers > 0 || r.recovery.deliveriesAfterFreeze > 0 {
+			fmt.Fprintf(&b, "; after the counts were frozen for the store check, %d answers and %d deliveries came (not counted)", lateAnswers, r.recovery.deliveriesAfterFreeze)
+		}
 		if r.recovery.failed > 0 {
 			fmt.Fprintf(&b, ", %d history reads failed", r.recovery.failed)
 		}

@@ -306,22 +306,31 @@ func runOne(ctx context.Context, cfg *config, system, row string, n int, zzimBin
 		res.steps[i].recount(true)
 	}
 	res.echoes, res.foreign = t.echoes.Load(), t.foreign.Load()
+	res.recovery.deliveriesAfterFreeze = t.deliveriesAfterFreeze.Load()
 	return res
 }
 
 // recovery is what the after-run sync did.
 type recovery struct {
-	ran       bool
-	took      time.Duration
-	failed    int64 // history reads that got an error (Centrifugo)
-	quiet     bool  // it ended because nothing more arrived, not because nothing was missing
-	storeRows int64 // rows in zzim's messages table (durable row), read after the sync
-	storeErr  error
+	ran     bool
+	took    time.Duration
+	settled time.Duration // waiting for the sends the clients still held, before the sync
+	// sends neither answered nor delivered when the drain ended, and when
+	// the sync was issued
+	unansweredAtDrain, unansweredAtSync int64
+	failed                              int64 // history reads that got an error (Centrifugo)
+	quiet                               bool  // it ended because nothing more arrived, not because nothing was missing
+	storeRows                           int64 // rows in zzim's messages table (durable row), read after the sync
+	storeErr                            error
+	// deliveriesAfterFreeze: what arrived after the counts froze, up to the report.
+	deliveriesAfterFreeze int64
 }
 
-// Bounds of the after-run sync: it ends when no acknowledged message is
-// missing, or when nothing has arrived for recoverQuiet (at least
-// recoverMin after it began), or at cfg.syncWait.
+// Bounds of the after-run sync. It waits first for the sends the clients
+// still hold (until none is unanswered, or nothing is answered or
+// delivered for recoverQuiet, at least recoverMin after it began, or half
+// of cfg.syncWait), then issues the sync and waits the same way for what
+// is missing, within cfg.syncWait in all.
 const (
 	recoverMin   = 3 * time.Second
 	recoverQuiet = 5 * time.Second
@@ -333,31 +342,49 @@ func recoverAll(ctx context.Context, cfg *config, t *tracker, u users, steps ...
 	t.recovering.Store(true)
 	rctx, cancel := context.WithTimeout(ctx, cfg.syncWait)
 	defer cancel()
-	rec.failed = u.recover(rctx)
-	count := func() (got, missing int64) {
+	count := func() (progress, missing, unanswered int64) {
 		for _, ss := range steps {
 			for i := range ss {
-				got += ss[i].track.recovered.Load()
-				missing += int64(len(ss[i].track.missingAcked()))
+				st := ss[i].track
+				u := st.undelivered()
+				progress += st.recovered.Load() + st.acked.Load() + st.ackFailed.Load()
+				missing += u.acked
+				unanswered += u.unanswered
 			}
 		}
 		return
 	}
-	last, lastChange := int64(-1), time.Now()
-	for rctx.Err() == nil {
-		got, miss := count()
-		if miss == 0 {
-			break
+	// wait returns when done says so, or when nothing was delivered nor
+	// answered for recoverQuiet (after recoverMin), or at the deadline.
+	wait := func(deadline time.Time, done func(missing, unanswered int64) bool) (quiet bool) {
+		start, last, lastChange := time.Now(), int64(-1), time.Now()
+		for rctx.Err() == nil && time.Now().Before(deadline) {
+			p, miss, unans := count()
+			if done(miss, unans) {
+				return false
+			}
+			if p != last {
+				last, lastChange = p, time.Now()
+			}
+			if time.Since(start) >= recoverMin && time.Since(lastChange) >= recoverQuiet {
+				return true
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		if got != last {
-			last, lastChange = got, time.Now()
-		}
-		if time.Since(begin) >= recoverMin && time.Since(lastChange) >= recoverQuiet {
-			rec.quiet = true
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+		return false
 	}
+	// First the sends the clients still hold: past its capacity a server
+	// is still answering its backlog when the drain ends, and a message it
+	// commits after the sync below would escape it. Half the budget.
+	_, _, rec.unansweredAtDrain = count()
+	wait(begin.Add(cfg.syncWait/2), func(_, unanswered int64) bool { return unanswered == 0 })
+	_, _, rec.unansweredAtSync = count()
+	rec.settled = time.Since(begin)
+	rec.failed = u.recover(rctx)
+	rec.quiet = wait(begin.Add(cfg.syncWait), func(missing, unanswered int64) bool { return missing == 0 && unanswered == 0 })
+	// Freeze before the store is read: every send counted acknowledged
+	// is then committed before that read.
+	t.frozen.Store(true)
 	rec.took = time.Since(begin)
 	return rec
 }
@@ -482,6 +509,7 @@ func runStep(ctx context.Context, cfg *config, t *tracker, u users, srv *server,
 	start := t.now() + int64(20*time.Millisecond)
 	st := newStepTrack(n, start+int64(cfg.warm))
 	st.stepNo = stepNo
+	st.frozen = &t.frozen
 	for i := range n {
 		st.intended[i] = start + int64(i)*int64(time.Second)/int64(rate)
 	}

@@ -69,15 +69,20 @@ type stepTrack struct {
 	acks       []atomic.Int32 // ackNone, ackOK or ackFailed
 	// late marks messages first delivered by the recipients' sync after
 	// the run (tracker.recovering): not live, but reachable in the store.
-	late         []atomic.Uint32 // lateNone, lateLive or lateSync
-	recovered    atomic.Int64    // distinct messages first delivered after the drain
-	warmEnd      int64           // messages intended before this are warm-up
-	offered      atomic.Int64
-	acked        atomic.Int64
-	ackFailed    atomic.Int64 // refused, or no answer within the client's timeout
-	delivered    atomic.Int64 // distinct messages delivered
-	dups         atomic.Int64 // deliveries of a message already delivered
-	misdelivered atomic.Int64 // deliveries to a user who is not the recipient
+	late      []atomic.Uint32 // lateNone, lateLive or lateSync
+	recovered atomic.Int64    // distinct messages first delivered after the drain
+	// frozen (the tracker's) stops the counts before the store is read,
+	// so that every send counted acknowledged was committed before that
+	// read; answers after it are counted apart and the send stays unanswered.
+	frozen             *atomic.Bool
+	answersAfterFreeze atomic.Int64
+	warmEnd            int64 // messages intended before this are warm-up
+	offered            atomic.Int64
+	acked              atomic.Int64
+	ackFailed          atomic.Int64 // refused, or no answer within the client's timeout
+	delivered          atomic.Int64 // distinct messages delivered
+	dups               atomic.Int64 // deliveries of a message already delivered
+	misdelivered       atomic.Int64 // deliveries to a user who is not the recipient
 
 	mu        sync.Mutex
 	corrected *hdrhistogram.Histogram // from the intended time (coordinated omission corrected)
@@ -101,6 +106,10 @@ const (
 )
 
 func (s *stepTrack) ack(id int, ok bool) {
+	if s.frozen != nil && s.frozen.Load() {
+		s.answersAfterFreeze.Add(1)
+		return
+	}
 	if ok {
 		s.acks[id].Store(ackOK)
 		s.acked.Add(1)
@@ -186,6 +195,10 @@ type tracker struct {
 	// sync (zzim) or read the channel's history (Centrifugo): what arrives
 	// then is marked late and kept out of the latency histograms.
 	recovering atomic.Bool
+	// frozen ends the counting (see stepTrack.frozen); what is delivered
+	// after it only counts in deliveriesAfterFreeze.
+	frozen                atomic.Bool
+	deliveriesAfterFreeze atomic.Int64
 }
 
 // stepsMax bounds the steps of one run.
@@ -200,6 +213,10 @@ func (t *tracker) now() int64 { return int64(time.Since(t.epoch)) }
 // deliver is called by user `me` for every message handed to it; viaSync
 // says it came by a sync or history read rather than live.
 func (t *tracker) deliver(me int, b string, viaSync bool) {
+	if t.frozen.Load() {
+		t.deliveriesAfterFreeze.Add(1)
+		return
+	}
 	at := t.now()
 	step, id, to, ok := parseBody(b)
 	if !ok || step < 0 || step >= stepsMax {
