@@ -140,6 +140,10 @@ func TestAfterRunSync(t *testing.T) {
 	if s.pass || !strings.Contains(s.why, "1 LOST") || !strings.Contains(s.why, "1 of them in the store") {
 		t.Fatalf("pass=%v why=%q", s.pass, s.why)
 	}
+	r := runResult{steps: []stepResult{s}, drainEnd: tr.now()}
+	if got := awaitedTiming(&r); !strings.Contains(got, "the 2 awaited") || !strings.Contains(got, "1 of them came") {
+		t.Errorf("awaitedTiming: %q", got)
+	}
 	if c, _ := st.latencies(); c.n != 1 {
 		t.Fatalf("%d latencies recorded, want only the live delivery's", c.n)
 	}

@@ -287,6 +287,9 @@ func recoveryNotes(rs []runResult) string {
 		if lateAnswers > 0 || r.recovery.deliveriesAfterFreeze > 0 {
 			fmt.Fprintf(&b, "; after the counts were frozen for the store check, %d answers and %d deliveries came (not counted)", lateAnswers, r.recovery.deliveriesAfterFreeze)
 		}
+		if rc.awaited > 0 {
+			b.WriteString("; " + awaitedTiming(&r))
+		}
 		if r.recovery.failed > 0 {
 			fmt.Fprintf(&b, ", %d history reads failed", r.recovery.failed)
 		}
@@ -302,4 +305,27 @@ func recoveryNotes(rs []runResult) string {
 		b.WriteString(".\n")
 	}
 	return b.String()
+}
+
+// awaitedTiming says when the messages awaited at the drain's end were
+// acknowledged (before the drain ended) and delivered (after it).
+func awaitedTiming(r *runResult) string {
+	var acked, came []time.Duration
+	for _, s := range append(slices.Clone(r.steps), r.retries...) {
+		for _, id := range s.awaitedAtDrain {
+			acked = append(acked, time.Duration(r.drainEnd-s.track.ackedAt[id].Load()))
+			if at := s.track.deliveredAt[id].Load(); at > 0 {
+				came = append(came, time.Duration(at-r.drainEnd))
+			}
+		}
+	}
+	span := func(d []time.Duration) string {
+		slices.Sort(d)
+		return fmt.Sprintf("%s to %s (median %s)", d[0].Round(time.Millisecond), d[len(d)-1].Round(time.Millisecond), d[len(d)/2].Round(time.Millisecond))
+	}
+	out := fmt.Sprintf("the %d awaited at the drain's end had been acknowledged %s before it ended", len(acked), span(acked))
+	if len(came) > 0 {
+		out += fmt.Sprintf(", and %d of them came %s after", len(came), span(came))
+	}
+	return out
 }

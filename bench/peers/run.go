@@ -111,6 +111,7 @@ type runResult struct {
 	echoes      int64
 	foreign     int64
 	recovery    recovery
+	drainEnd    int64 // when the last drain ended (the tracker's clock)
 	connect     time.Duration
 	idle        cpuSample // server-side CPU with every user connected and nothing sent
 	idleFor     time.Duration
@@ -280,6 +281,7 @@ func runOne(ctx context.Context, cfg *config, system, row string, n int, zzimBin
 			f(&res.steps[i])
 		}
 	}
+	res.drainEnd = t.now()
 	all(func(s *stepResult) { s.awaitedAtDrain = s.track.missingAcked() })
 	if ctx.Err() == nil && srv.main.alive() && cfg.syncWait > 0 {
 		// Live push is best effort in both systems; what an acknowledged
@@ -510,6 +512,7 @@ func runStep(ctx context.Context, cfg *config, t *tracker, u users, srv *server,
 	st := newStepTrack(n, start+int64(cfg.warm))
 	st.stepNo = stepNo
 	st.frozen = &t.frozen
+	st.epoch = t.epoch
 	for i := range n {
 		st.intended[i] = start + int64(i)*int64(time.Second)/int64(rate)
 	}

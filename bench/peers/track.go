@@ -76,13 +76,20 @@ type stepTrack struct {
 	// read; answers after it are counted apart and the send stays unanswered.
 	frozen             *atomic.Bool
 	answersAfterFreeze atomic.Int64
-	warmEnd            int64 // messages intended before this are warm-up
-	offered            atomic.Int64
-	acked              atomic.Int64
-	ackFailed          atomic.Int64 // refused, or no answer within the client's timeout
-	delivered          atomic.Int64 // distinct messages delivered
-	dups               atomic.Int64 // deliveries of a message already delivered
-	misdelivered       atomic.Int64 // deliveries to a user who is not the recipient
+	// When each message was acknowledged and first delivered (the
+	// tracker's clock): for the ones still awaited when the drain ended,
+	// how close to that instant they were acknowledged and how long after
+	// it they came says whether they were in flight or lost.
+	epoch        time.Time
+	ackedAt      []atomic.Int64
+	deliveredAt  []atomic.Int64
+	warmEnd      int64 // messages intended before this are warm-up
+	offered      atomic.Int64
+	acked        atomic.Int64
+	ackFailed    atomic.Int64 // refused, or no answer within the client's timeout
+	delivered    atomic.Int64 // distinct messages delivered
+	dups         atomic.Int64 // deliveries of a message already delivered
+	misdelivered atomic.Int64 // deliveries to a user who is not the recipient
 
 	mu        sync.Mutex
 	corrected *hdrhistogram.Histogram // from the intended time (coordinated omission corrected)
@@ -92,7 +99,8 @@ type stepTrack struct {
 func newStepTrack(n int, warmEnd int64) *stepTrack {
 	return &stepTrack{
 		n: n, intended: make([]int64, n), sent: make([]atomic.Int64, n), deliveries: make([]atomic.Int32, n), acks: make([]atomic.Int32, n),
-		late:      make([]atomic.Uint32, n),
+		late:    make([]atomic.Uint32, n),
+		ackedAt: make([]atomic.Int64, n), deliveredAt: make([]atomic.Int64, n),
 		warmEnd:   warmEnd,
 		corrected: hdrhistogram.New(1, histMax, 3), raw: hdrhistogram.New(1, histMax, 3),
 	}
@@ -111,6 +119,7 @@ func (s *stepTrack) ack(id int, ok bool) {
 		return
 	}
 	if ok {
+		s.ackedAt[id].Store(int64(time.Since(s.epoch)))
 		s.acks[id].Store(ackOK)
 		s.acked.Add(1)
 		return
@@ -241,6 +250,7 @@ func (t *tracker) deliver(me int, b string, viaSync bool) {
 		return
 	}
 	s.delivered.Add(1)
+	s.deliveredAt[id].Store(at)
 	if t.recovering.Load() {
 		how := uint32(lateLive)
 		if viaSync {
