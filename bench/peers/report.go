@@ -273,9 +273,9 @@ func recoveryNotes(rs []runResult) string {
 			continue
 		}
 		rc := r.recoveryCounts()
-		how := "nothing acknowledged was missing any more"
-		if r.recovery.quiet {
-			how = fmt.Sprintf("it ended when nothing had arrived for %s", recoverQuiet)
+		how := "it ended when " + r.recovery.ended
+		if r.recovery.ended == endQuiet {
+			how = fmt.Sprintf("it ended when nothing had been answered or delivered for %s", recoverQuiet)
 		}
 		var lateAnswers int64
 		for _, st := range append(slices.Clone(r.steps), r.retries...) {

@@ -320,9 +320,9 @@ type recovery struct {
 	// sends neither answered nor delivered when the drain ended, and when
 	// the sync was issued
 	unansweredAtDrain, unansweredAtSync int64
-	failed                              int64 // history reads that got an error (Centrifugo)
-	quiet                               bool  // it ended because nothing more arrived, not because nothing was missing
-	storeRows                           int64 // rows in zzim's messages table (durable row), read after the sync
+	failed                              int64  // history reads that got an error (Centrifugo)
+	ended                               string // why the sync's wait ended: endDone, endQuiet or endDeadline
+	storeRows                           int64  // rows in zzim's messages table (durable row), read after the sync
 	storeErr                            error
 	// deliveriesAfterFreeze: what arrived after the counts froze, up to the report.
 	deliveriesAfterFreeze int64
@@ -333,6 +333,12 @@ type recovery struct {
 // delivered for recoverQuiet, at least recoverMin after it began, or half
 // of cfg.syncWait), then issues the sync and waits the same way for what
 // is missing, within cfg.syncWait in all.
+const (
+	endDone     = "nothing acknowledged was missing and no send unanswered any more"
+	endQuiet    = "quiet" // nothing answered nor delivered for recoverQuiet
+	endDeadline = "its time was up (-sync-wait)"
+)
+
 const (
 	recoverMin   = 3 * time.Second
 	recoverQuiet = 5 * time.Second
@@ -357,23 +363,24 @@ func recoverAll(ctx context.Context, cfg *config, t *tracker, u users, steps ...
 		return
 	}
 	// wait returns when done says so, or when nothing was delivered nor
-	// answered for recoverQuiet (after recoverMin), or at the deadline.
-	wait := func(deadline time.Time, done func(missing, unanswered int64) bool) (quiet bool) {
+	// answered for recoverQuiet (after recoverMin), or at the deadline,
+	// and says which.
+	wait := func(deadline time.Time, done func(missing, unanswered int64) bool) string {
 		start, last, lastChange := time.Now(), int64(-1), time.Now()
 		for rctx.Err() == nil && time.Now().Before(deadline) {
 			p, miss, unans := count()
 			if done(miss, unans) {
-				return false
+				return endDone
 			}
 			if p != last {
 				last, lastChange = p, time.Now()
 			}
 			if time.Since(start) >= recoverMin && time.Since(lastChange) >= recoverQuiet {
-				return true
+				return endQuiet
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		return false
+		return endDeadline
 	}
 	// First the sends the clients still hold: past its capacity a server
 	// is still answering its backlog when the drain ends, and a message it
@@ -383,7 +390,7 @@ func recoverAll(ctx context.Context, cfg *config, t *tracker, u users, steps ...
 	_, _, rec.unansweredAtSync = count()
 	rec.settled = time.Since(begin)
 	rec.failed = u.recover(rctx)
-	rec.quiet = wait(begin.Add(cfg.syncWait), func(missing, unanswered int64) bool { return missing == 0 && unanswered == 0 })
+	rec.ended = wait(begin.Add(cfg.syncWait), func(missing, unanswered int64) bool { return missing == 0 && unanswered == 0 })
 	// Freeze before the store is read: every send counted acknowledged
 	// is then committed before that read.
 	t.frozen.Store(true)
