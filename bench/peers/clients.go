@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -70,7 +71,9 @@ func zzimConv(pair int) string {
 	return "p:" + userName(2*pair) + ":" + userName(2*pair+1) + ":l" + strconv.Itoa(pair)
 }
 
-func connectZzim(ctx context.Context, t *tracker, entries []string, n int) (*zzimUsers, error) {
+// connectZzim connects n users; dial, if set, gives user u's client its
+// own dialer (a test drops the pushes of some users with it).
+func connectZzim(ctx context.Context, t *tracker, entries []string, n int, dial func(u int) func(ctx context.Context, network, addr string) (net.Conn, error)) (*zzimUsers, error) {
 	z := &zzimUsers{t: t, runners: make([]*clientrun.Runner, n), convs: make([]string, n/2), pending: make([]map[string]pending, n)}
 	for k := range z.convs {
 		z.convs[k] = zzimConv(k)
@@ -97,7 +100,11 @@ func connectZzim(ctx context.Context, t *tracker, entries []string, n int) (*zzi
 					p.s.ack(p.id, errCode == "")
 				},
 			}
-			z.runners[u] = clientrun.Start(cfg, clientrun.Options{Clock: clock, MailboxMax: 64, Online: &online})
+			opts := clientrun.Options{Clock: clock, MailboxMax: 64, Online: &online}
+			if dial != nil {
+				opts.Dial = dial(u)
+			}
+			z.runners[u] = clientrun.Start(cfg, opts)
 		}
 		if err := waitCount(ctx, "zzim users online", &online, int64(hi)); err != nil {
 			z.close()

@@ -207,7 +207,7 @@ func runOne(ctx context.Context, cfg *config, system, row string, n int, zzimBin
 	var u users
 	switch system {
 	case sysZzim:
-		u, err = connectZzim(connCtx, t, srv.addrs, n)
+		u, err = connectZzim(connCtx, t, srv.addrs, n, nil)
 	case sysCentrifugo:
 		u, err = connectCentrifugo(connCtx, t, srv.addrs[0], n)
 	}
