@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +25,14 @@ type users interface {
 	// send makes user `from` send message id of step s to its partner. It
 	// never waits for the server: the schedule is open-loop.
 	send(from int, s *stepTrack, id int, b []byte)
+	// recover has every user fetch what it may have missed from the
+	// server, once every step has drained: zzim's clients sync their
+	// conversation (as zzim's apps do to recover from a lost push),
+	// Centrifugo's read their channel's history. It returns once every
+	// request is issued (zzim) or answered (Centrifugo); the messages
+	// arrive through the tracker, marked late. failed counts requests
+	// that got an error.
+	recover(ctx context.Context) (failed int64)
 	close()
 }
 
@@ -61,7 +71,9 @@ func zzimConv(pair int) string {
 	return "p:" + userName(2*pair) + ":" + userName(2*pair+1) + ":l" + strconv.Itoa(pair)
 }
 
-func connectZzim(ctx context.Context, t *tracker, entries []string, n int) (*zzimUsers, error) {
+// connectZzim connects n users; dial, if set, gives user u's client its
+// own dialer (a test drops the pushes of some users with it).
+func connectZzim(ctx context.Context, t *tracker, entries []string, n int, dial func(u int) func(ctx context.Context, network, addr string) (net.Conn, error)) (*zzimUsers, error) {
 	z := &zzimUsers{t: t, runners: make([]*clientrun.Runner, n), convs: make([]string, n/2), pending: make([]map[string]pending, n)}
 	for k := range z.convs {
 		z.convs[k] = zzimConv(k)
@@ -76,8 +88,8 @@ func connectZzim(ctx context.Context, t *tracker, entries []string, n int) (*zzi
 			cfg := client.Config{
 				User: userName(u), Device: "bench", Token: wire.SignToken([]byte(benchSecret), userName(u), time.Now().Add(24*time.Hour)),
 				Entries: []string{entries[u%len(entries)]},
-				OnDeliver: func(_ client.Env, m *wire.ChatMessage, _ string) {
-					t.deliver(me, m.Body)
+				OnDeliver: func(_ client.Env, m *wire.ChatMessage, via string) {
+					t.deliver(me, m.Body, via == "sync")
 				},
 				OnSendDone: func(_ client.Env, cid string, _ uint64, errCode string) {
 					p, ok := z.pending[me][cid]
@@ -88,7 +100,11 @@ func connectZzim(ctx context.Context, t *tracker, entries []string, n int) (*zzi
 					p.s.ack(p.id, errCode == "")
 				},
 			}
-			z.runners[u] = clientrun.Start(cfg, clientrun.Options{Clock: clock, MailboxMax: 64, Online: &online})
+			opts := clientrun.Options{Clock: clock, MailboxMax: 64, Online: &online}
+			if dial != nil {
+				opts.Dial = dial(u)
+			}
+			z.runners[u] = clientrun.Start(cfg, opts)
 		}
 		if err := waitCount(ctx, "zzim users online", &online, int64(hi)); err != nil {
 			z.close()
@@ -123,6 +139,25 @@ func (z *zzimUsers) send(from int, s *stepTrack, id int, b []byte) {
 		// Its mailbox is full: wait for room without holding up the schedule.
 		go z.runners[from].Do(a.Run)
 	}
+}
+
+// recover: each user syncs its conversation from what its client holds
+// and asks for its conversation list (which syncs whatever the list shows
+// behind), the calls loadgen's verify mode makes before its final check.
+// The client pages the sync to the conversation's last seq and retries a
+// refused one with backoff; the caller waits for the deliveries to go quiet.
+func (z *zzimUsers) recover(context.Context) int64 {
+	for u, r := range z.runners {
+		conv := z.convs[u/2]
+		fn := func(c *client.Client, env client.Env) {
+			_ = c.Sync(env, conv)
+			_ = c.ConvList(env)
+		}
+		if !r.Post(fn) {
+			go r.Do(fn)
+		}
+	}
+	return 0
 }
 
 func (z *zzimUsers) close() {
@@ -174,7 +209,7 @@ func connectCentrifugo(ctx context.Context, t *tracker, addr string, n int) (*ce
 				c.close()
 				return nil, fmt.Errorf("subscription: %w", err)
 			}
-			sub.OnPublication(func(e centrifuge.PublicationEvent) { t.deliver(me, string(e.Data)) })
+			sub.OnPublication(func(e centrifuge.PublicationEvent) { t.deliver(me, string(e.Data), false) })
 			sub.OnSubscribed(func(centrifuge.SubscribedEvent) { subscribed.Add(1) })
 			c.clients[u], c.subs[u] = cl, sub
 			if err := cl.Connect(); err != nil {
@@ -204,6 +239,46 @@ func (c *centUsers) send(from int, s *stepTrack, id int, b []byte) {
 		_, err := c.subs[from].Publish(ctx, b)
 		s.ack(id, err == nil)
 	}()
+}
+
+// recoverInflight bounds the history reads in flight after the run.
+const recoverInflight = 64
+
+// recover: each user reads its channel's history (the newest
+// centHistorySize publications, all the namespace keeps) and takes the
+// ones addressed to it that it lacks. This is what a Centrifugo client
+// does to fill a gap outside a resubscribe (the namespace allows history
+// for subscribers for this); recovery proper happens only when a
+// subscription is re-established, which a client that stayed connected
+// never does.
+func (c *centUsers) recover(ctx context.Context) int64 {
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, recoverInflight)
+	for u, sub := range c.subs {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			failed.Add(1)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			hctx, cancel := context.WithTimeout(ctx, publishTimeout)
+			defer cancel()
+			res, err := sub.History(hctx, centrifuge.WithHistoryLimit(centHistorySize))
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			for _, p := range res.Publications {
+				c.t.recoverDeliver(u, string(p.Data))
+			}
+		}()
+	}
+	wg.Wait()
+	return failed.Load()
 }
 
 func (c *centUsers) close() {

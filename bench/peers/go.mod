@@ -5,10 +5,12 @@ go 1.26.8
 require (
 	github.com/HdrHistogram/hdrhistogram-go v1.4.0
 	github.com/centrifugal/centrifuge-go v0.12.1
+	github.com/go-sql-driver/mysql v1.10.1
 	github.com/zzim/zzim v0.0.0
 )
 
 require (
+	filippo.io/edwards25519 v1.2.0 // indirect
 	github.com/anishathalye/porcupine v1.3.1 // indirect
 	github.com/centrifugal/protocol v0.21.0 // indirect
 	github.com/gorilla/websocket v1.5.3 // indirect

@@ -109,3 +109,42 @@ func TestLossIsMarked(t *testing.T) {
 		t.Fatalf("totals lost %d unfinished %d, want 1 and 1", lost, r.unfinished())
 	}
 }
+
+func TestAfterRunSync(t *testing.T) {
+	// Messages 0-3 acknowledged; 0 delivered live, 1 and 2 missing when
+	// the drain ends; then 1 arrives by sync, 3 (unanswered) by sync too,
+	// 2 never: lost, but in the store.
+	tr := newTracker()
+	st := newStepTrack(4, 0)
+	tr.steps[0].Store(st)
+	for i := range 3 {
+		st.ack(i, true)
+	}
+	tr.deliver(1, string(body(0, 0, 1)), false)
+	s := stepResult{n: 4, track: st, awaitedAtDrain: st.missingAcked()}
+	if len(s.awaitedAtDrain) != 2 {
+		t.Fatalf("awaited at the drain's end: %v, want [1 2]", s.awaitedAtDrain)
+	}
+	tr.recovering.Store(true)
+	tr.recoverDeliver(1, string(body(0, 0, 1))) // already delivered: ignored
+	tr.recoverDeliver(0, string(body(0, 0, 1))) // the sender's own, in the channel's history: ignored
+	tr.recoverDeliver(1, string(body(0, 1, 1)))
+	tr.deliver(0, string(body(0, 3, 0)), true)
+	s.classify()
+	s.audit(map[msgKey][]string{{0, 2}: {"c"}, {0, 1}: {"c"}})
+	s.recount(true)
+	if s.bySync != 1 || s.latePush != 0 || s.recoveredUnacked != 1 || s.lost != 1 || s.lostInStore != 1 || s.dups != 0 || s.misdelivered != 0 {
+		t.Fatalf("bySync %d latePush %d recoveredUnacked %d lost %d inStore %d dups %d mis %d",
+			s.bySync, s.latePush, s.recoveredUnacked, s.lost, s.lostInStore, s.dups, s.misdelivered)
+	}
+	if s.pass || !strings.Contains(s.why, "1 LOST") || !strings.Contains(s.why, "1 of them in the store") {
+		t.Fatalf("pass=%v why=%q", s.pass, s.why)
+	}
+	r := runResult{steps: []stepResult{s}, drainEnd: tr.now()}
+	if got := awaitedTiming(&r); !strings.Contains(got, "the 2 awaited") || !strings.Contains(got, "1 of them came") {
+		t.Errorf("awaitedTiming: %q", got)
+	}
+	if c, _ := st.latencies(); c.n != 1 {
+		t.Fatalf("%d latencies recorded, want only the live delivery's", c.n)
+	}
+}

@@ -28,6 +28,21 @@ type proc struct {
 	name string
 	cmd  *exec.Cmd
 	log  string
+	// container names the docker container the process runs in (a
+	// dependency from a local zzim/* image when its Debian package is not
+	// installed on the host); cmd is then the attached docker client, and
+	// hostPid the server's own pid, which the CPU and run-queue figures read.
+	container string
+	hostPid   int
+	exited    chan struct{} // closed when the docker client returns
+}
+
+// pid is the server process's pid on the host.
+func (p *proc) pid() int {
+	if p.hostPid > 0 {
+		return p.hostPid
+	}
+	return p.cmd.Process.Pid
 }
 
 // startProc runs argv under `taskset -c serverCore`, its output in
@@ -58,6 +73,10 @@ func (p *proc) stop(grace time.Duration) {
 	if p == nil || p.cmd.Process == nil {
 		return
 	}
+	if p.container != "" {
+		p.stopContainer(grace)
+		return
+	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { _ = p.cmd.Wait(); close(done) }()
@@ -70,7 +89,15 @@ func (p *proc) stop(grace time.Duration) {
 }
 
 func (p *proc) alive() bool {
-	return p.cmd.ProcessState == nil && syscall.Kill(p.cmd.Process.Pid, 0) == nil
+	if p.container != "" {
+		select {
+		case <-p.exited:
+			return false
+		default:
+			return syscall.Kill(p.pid(), 0) == nil
+		}
+	}
+	return p.cmd.ProcessState == nil && syscall.Kill(p.pid(), 0) == nil
 }
 
 // tail is the end of the child's log, for error messages.
@@ -137,7 +164,7 @@ func runqWait(pid int) time.Duration {
 func runqWaitOf(ps []*proc) time.Duration {
 	var d time.Duration
 	for _, p := range ps {
-		d += runqWait(p.cmd.Process.Pid)
+		d += runqWait(p.pid())
 	}
 	return d
 }
@@ -157,7 +184,7 @@ type cpuSample map[string]time.Duration
 func sampleCPU(ps []*proc) cpuSample {
 	s := cpuSample{}
 	for _, p := range ps {
-		if d, err := cpuOf(p.cmd.Process.Pid); err == nil {
+		if d, err := cpuOf(p.pid()); err == nil {
 			s[p.name] = d
 		}
 	}
@@ -230,4 +257,62 @@ func run(dir string, env []string, argv ...string) error {
 		return fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// startContainer runs argv in image, attached (its output in
+// dir/name.log), with the host's network (it listens on 127.0.0.1 as the
+// host's package would: no docker-proxy, no bridge), pinned to serverCore
+// with --cpuset-cpus as taskset pins the others, and dir mounted at the
+// same path (data on the host's disk, not the image's overlay).
+func startContainer(ctx context.Context, dir, name, image string, argv []string) (*proc, error) {
+	cname := fmt.Sprintf("peers-%s-%d-%d", name, os.Getpid(), time.Now().UnixNano()%1e9)
+	logPath := filepath.Join(dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("%s log: %w", name, err)
+	}
+	args := append([]string{"run", "--rm", "--name", cname, "--network", "host", "--cpuset-cpus", serverCore,
+		"-v", dir + ":" + dir, "--entrypoint", argv[0], image}, argv[1:]...)
+	cmd := exec.Command("docker", args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	f.Close()
+	p := &proc{name: name, cmd: cmd, log: logPath, container: cname, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.exited) }()
+	for {
+		out, err := exec.Command("docker", "inspect", "-f", "{{.State.Pid}}", cname).Output()
+		if err == nil {
+			if pid, _ := strconv.Atoi(strings.TrimSpace(string(out))); pid > 0 {
+				p.hostPid = pid
+				return p, nil
+			}
+		}
+		select {
+		case <-p.exited:
+			p.stop(5 * time.Second)
+			return nil, fmt.Errorf("%s exited: %s", name, p.tail())
+		case <-ctx.Done():
+			p.stop(5 * time.Second)
+			return nil, fmt.Errorf("%s: container not running: %w\n%s", name, ctx.Err(), p.tail())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// stopContainer stops the container (SIGTERM, then SIGKILL after grace)
+// and removes it whatever happened (--rm removes it too when it stops).
+func (p *proc) stopContainer(grace time.Duration) {
+	secs := strconv.Itoa(max(1, int(grace/time.Second)))
+	_ = exec.Command("docker", "stop", "-t", secs, p.container).Run()
+	_ = exec.Command("docker", "rm", "-f", p.container).Run()
+	select {
+	case <-p.exited:
+	case <-time.After(grace):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
 }

@@ -46,6 +46,7 @@ type config struct {
 	workDir    string
 	out        string
 	cpuProfile string
+	syncWait   time.Duration // bound on the recipients' sync after the run (0: none)
 	progress   *progress
 }
 
@@ -67,6 +68,20 @@ type stepResult struct {
 	retried                              string // the first try's verdict, when it failed and was run again
 	drain                                time.Duration
 	track                                *stepTrack
+
+	// After every step drained, the recipients synced (runResult.recovery):
+	// awaitedAtDrain are the acknowledged messages not delivered when the
+	// drain ended (what the table called lost before the sync), and of
+	// those, bySync arrived through the sync or history read, latePush
+	// live but after the drain. lost (recount) counts what is still
+	// missing after the sync; lostInStore of those are in zzim's store
+	// all the same (audited: the store was read), unfinishedInStore of
+	// the unfinished ones.
+	awaitedAtDrain                 []int
+	bySync, latePush               int64
+	recoveredUnacked               int64 // never acknowledged, yet delivered by the sync
+	audited                        bool
+	lostInStore, unfinishedInStore int64
 }
 
 func (s *stepResult) serverCPU() time.Duration {
@@ -95,6 +110,8 @@ type runResult struct {
 	err         error
 	echoes      int64
 	foreign     int64
+	recovery    recovery
+	drainEnd    int64 // when the last drain ended (the tracker's clock)
 	connect     time.Duration
 	idle        cpuSample // server-side CPU with every user connected and nothing sent
 	idleFor     time.Duration
@@ -190,7 +207,7 @@ func runOne(ctx context.Context, cfg *config, system, row string, n int, zzimBin
 	var u users
 	switch system {
 	case sysZzim:
-		u, err = connectZzim(connCtx, t, srv.addrs, n)
+		u, err = connectZzim(connCtx, t, srv.addrs, n, nil)
 	case sysCentrifugo:
 		u, err = connectCentrifugo(connCtx, t, srv.addrs[0], n)
 	}
@@ -256,6 +273,34 @@ func runOne(ctx context.Context, cfg *config, system, row string, n int, zzimBin
 	for time.Now().Before(deadline) && missing(res.steps)+missing(res.retries) > 0 {
 		time.Sleep(50 * time.Millisecond)
 	}
+	all := func(f func(s *stepResult)) {
+		for i := range res.retries {
+			f(&res.retries[i])
+		}
+		for i := range res.steps {
+			f(&res.steps[i])
+		}
+	}
+	res.drainEnd = t.now()
+	all(func(s *stepResult) { s.awaitedAtDrain = s.track.missingAcked() })
+	if ctx.Err() == nil && srv.main.alive() && cfg.syncWait > 0 {
+		// Live push is best effort in both systems; what an acknowledged
+		// send promises is that the message can be fetched. The recipients
+		// fetch it, so that only a message missing from the server counts
+		// as lost.
+		cfg.progress.set(fmt.Sprintf("%s %s U=%d: recipients sync", system, row, n), nil)
+		res.recovery = recoverAll(ctx, cfg, t, u, res.steps, res.retries)
+	}
+	all(func(s *stepResult) { s.classify() })
+	if srv.dsn != "" && ctx.Err() == nil {
+		actx, cancel := context.WithTimeout(ctx, time.Minute)
+		stored, rows, err := storeMessages(actx, srv.dsn)
+		cancel()
+		res.recovery.storeRows, res.recovery.storeErr = rows, err
+		if err == nil {
+			all(func(s *stepResult) { s.audit(stored) })
+		}
+	}
 	for i := range res.retries {
 		res.retries[i].recount(true)
 	}
@@ -263,7 +308,130 @@ func runOne(ctx context.Context, cfg *config, system, row string, n int, zzimBin
 		res.steps[i].recount(true)
 	}
 	res.echoes, res.foreign = t.echoes.Load(), t.foreign.Load()
+	res.recovery.deliveriesAfterFreeze = t.deliveriesAfterFreeze.Load()
 	return res
+}
+
+// recovery is what the after-run sync did.
+type recovery struct {
+	ran     bool
+	took    time.Duration
+	settled time.Duration // waiting for the sends the clients still held, before the sync
+	// sends neither answered nor delivered when the drain ended, and when
+	// the sync was issued
+	unansweredAtDrain, unansweredAtSync int64
+	failed                              int64  // history reads that got an error (Centrifugo)
+	ended                               string // why the sync's wait ended: endDone, endQuiet or endDeadline
+	storeRows                           int64  // rows in zzim's messages table (durable row), read after the sync
+	storeErr                            error
+	// deliveriesAfterFreeze: what arrived after the counts froze, up to the report.
+	deliveriesAfterFreeze int64
+}
+
+// Bounds of the after-run sync. It waits first for the sends the clients
+// still hold (until none is unanswered, or nothing is answered or
+// delivered for recoverQuiet, at least recoverMin after it began, or half
+// of cfg.syncWait), then issues the sync and waits the same way for what
+// is missing, within cfg.syncWait in all.
+const (
+	endDone     = "nothing acknowledged was missing and no send unanswered any more"
+	endQuiet    = "quiet" // nothing answered nor delivered for recoverQuiet
+	endDeadline = "its time was up (-sync-wait)"
+)
+
+const (
+	recoverMin   = 3 * time.Second
+	recoverQuiet = 5 * time.Second
+)
+
+func recoverAll(ctx context.Context, cfg *config, t *tracker, u users, steps ...[]stepResult) recovery {
+	rec := recovery{ran: true}
+	begin := time.Now()
+	t.recovering.Store(true)
+	rctx, cancel := context.WithTimeout(ctx, cfg.syncWait)
+	defer cancel()
+	count := func() (progress, missing, unanswered int64) {
+		for _, ss := range steps {
+			for i := range ss {
+				st := ss[i].track
+				u := st.undelivered()
+				progress += st.recovered.Load() + st.acked.Load() + st.ackFailed.Load()
+				missing += u.acked
+				unanswered += u.unanswered
+			}
+		}
+		return
+	}
+	// wait returns when done says so, or when nothing was delivered nor
+	// answered for recoverQuiet (after recoverMin), or at the deadline,
+	// and says which.
+	wait := func(deadline time.Time, done func(missing, unanswered int64) bool) string {
+		start, last, lastChange := time.Now(), int64(-1), time.Now()
+		for rctx.Err() == nil && time.Now().Before(deadline) {
+			p, miss, unans := count()
+			if done(miss, unans) {
+				return endDone
+			}
+			if p != last {
+				last, lastChange = p, time.Now()
+			}
+			if time.Since(start) >= recoverMin && time.Since(lastChange) >= recoverQuiet {
+				return endQuiet
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return endDeadline
+	}
+	// First the sends the clients still hold: past its capacity a server
+	// is still answering its backlog when the drain ends, and a message it
+	// commits after the sync below would escape it. Half the budget.
+	_, _, rec.unansweredAtDrain = count()
+	wait(begin.Add(cfg.syncWait/2), func(_, unanswered int64) bool { return unanswered == 0 })
+	_, _, rec.unansweredAtSync = count()
+	rec.settled = time.Since(begin)
+	rec.failed = u.recover(rctx)
+	rec.ended = wait(begin.Add(cfg.syncWait), func(missing, unanswered int64) bool { return missing == 0 && unanswered == 0 })
+	// Freeze before the store is read: every send counted acknowledged
+	// is then committed before that read.
+	t.frozen.Store(true)
+	rec.took = time.Since(begin)
+	return rec
+}
+
+// classify splits the messages awaited when the drain ended by how they
+// came after it, and counts the unacknowledged ones the sync delivered.
+func (s *stepResult) classify() {
+	s.bySync, s.latePush = 0, 0
+	for _, id := range s.awaitedAtDrain {
+		switch s.track.late[id].Load() {
+		case lateSync:
+			s.bySync++
+		case lateLive:
+			s.latePush++
+		}
+	}
+	_, s.recoveredUnacked = s.track.recoveredBy()
+}
+
+// audit looks up the still undelivered messages in what the store holds.
+func (s *stepResult) audit(stored map[msgKey][]string) {
+	s.audited = true
+	s.lostInStore, s.unfinishedInStore = 0, 0
+	t := s.track
+	for i := range t.n {
+		if t.deliveries[i].Load() != 0 {
+			continue
+		}
+		if _, ok := stored[msgKey{s.track.stepNo, i}]; !ok {
+			continue
+		}
+		switch t.acks[i].Load() {
+		case ackOK:
+			s.lostInStore++
+		case ackNone:
+			s.unfinishedInStore++
+		}
+	}
 }
 
 // waitDelivered waits (bounded) for a step's last deliveries.
@@ -306,9 +474,17 @@ func (s *stepResult) recount(final bool) {
 	if s.ackFailed > 0 {
 		why = append(why, fmt.Sprintf("%d sends failed at the client (%d of them not delivered)", s.ackFailed, u.failed))
 	}
+	if final && len(s.awaitedAtDrain) > 0 {
+		why = append(why, fmt.Sprintf("%d acknowledged but not delivered when the drain ended (then %d by the recipients' sync, %d live but late)",
+			len(s.awaitedAtDrain), s.bySync, s.latePush))
+	}
 	switch {
 	case final && u.acked > 0:
-		why = append(why, fmt.Sprintf("%d LOST (acknowledged, never delivered)", u.acked))
+		w := fmt.Sprintf("%d LOST (acknowledged, delivered neither live nor by the recipients' sync)", u.acked)
+		if s.audited {
+			w += fmt.Sprintf(": %d of them in the store, %d not", s.lostInStore, u.acked-s.lostInStore)
+		}
+		why = append(why, w)
 	case u.acked > 0:
 		why = append(why, fmt.Sprintf("%d acknowledged but not delivered within %s", u.acked, s.drain))
 	}
@@ -341,6 +517,9 @@ func runStep(ctx context.Context, cfg *config, t *tracker, u users, srv *server,
 	n := int(int64(rate) * int64(total) / int64(time.Second))
 	start := t.now() + int64(20*time.Millisecond)
 	st := newStepTrack(n, start+int64(cfg.warm))
+	st.stepNo = stepNo
+	st.frozen = &t.frozen
+	st.epoch = t.epoch
 	for i := range n {
 		st.intended[i] = start + int64(i)*int64(time.Second)/int64(rate)
 	}

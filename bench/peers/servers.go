@@ -59,6 +59,7 @@ type server struct {
 	deps  []*proc // MariaDB, Redis
 	addrs []string
 	note  string // what was run, for the report
+	dsn   string // zzim's store, read after the run (durable row)
 }
 
 func (s *server) procs() []*proc { return append([]*proc{s.main}, s.deps...) }
@@ -71,14 +72,48 @@ func (s *server) stop() {
 	}
 }
 
+// Local images (docker/build.sh) that run a dependency whose Debian
+// package is not installed on the host: the same packages, in the same
+// Debian release, so the same server runs with the same flags.
+const (
+	mariaDBImage = "zzim/mariadb:dev"
+	redisImage   = "zzim/redis:dev"
+)
+
+// onHost says whether every binary is installed on the host.
+func onHost(bins ...string) bool {
+	for _, b := range bins {
+		if _, err := exec.LookPath(b); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func inImage(image string) string {
+	return "in the local image " + image + " (docker run --network host --cpuset-cpus " + serverCore + ", data on the host's disk)"
+}
+
+// haveImage says whether a local image exists (nothing is ever pulled).
+func haveImage(image string) bool {
+	return exec.Command("docker", "image", "inspect", image).Run() == nil
+}
+
 // startMariaDB initialises a data directory and runs mariadbd on
 // loopback, with Debian's defaults for durability (InnoDB flushes its log
 // at every commit). Grants are skipped: it listens on 127.0.0.1 only and
-// lives for one run.
+// lives for one run. Without the host's package it runs the same
+// commands in the zzim/mariadb:dev image (startContainer).
 func startMariaDB(ctx context.Context, dir string) (*proc, string, error) {
+	host := onHost("mariadbd", "mariadb-install-db", "mariadb")
 	data := filepath.Join(dir, "mariadb")
-	if err := run(dir, nil, "mariadb-install-db", "--no-defaults", "--datadir="+data, "--user=root",
-		"--auth-root-authentication-method=normal", "--skip-test-db"); err != nil {
+	install := []string{"mariadb-install-db", "--no-defaults", "--datadir=" + data, "--user=root",
+		"--auth-root-authentication-method=normal", "--skip-test-db"}
+	if !host {
+		install = append([]string{"docker", "run", "--rm", "--network", "none", "-v", dir + ":" + dir,
+			"--entrypoint", install[0], mariaDBImage}, install[1:]...)
+	}
+	if err := run(dir, nil, install...); err != nil {
 		return nil, "", err
 	}
 	ports, err := freePorts(1)
@@ -86,10 +121,16 @@ func startMariaDB(ctx context.Context, dir string) (*proc, string, error) {
 		return nil, "", err
 	}
 	port := strconv.Itoa(ports[0])
-	p, err := startProc(dir, "mariadbd", []string{"mariadbd", "--no-defaults", "--datadir=" + data, "--user=root",
+	argv := []string{"mariadbd", "--no-defaults", "--datadir=" + data, "--user=root",
 		"--bind-address=127.0.0.1", "--port=" + port, "--socket=" + filepath.Join(dir, "mariadb.sock"),
 		"--skip-grant-tables", "--skip-name-resolve", "--max-connections=1000",
-		"--innodb-flush-log-at-trx-commit=1", "--innodb-buffer-pool-size=512M", "--log-error=" + filepath.Join(dir, "mariadbd.err")}, nil)
+		"--innodb-flush-log-at-trx-commit=1", "--innodb-buffer-pool-size=512M", "--log-error=" + filepath.Join(dir, "mariadbd.err")}
+	var p *proc
+	if host {
+		p, err = startProc(dir, "mariadbd", argv, nil)
+	} else {
+		p, err = startContainer(ctx, dir, "mariadbd", mariaDBImage, argv)
+	}
 	if err != nil {
 		return nil, "", err
 	}
@@ -97,8 +138,11 @@ func startMariaDB(ctx context.Context, dir string) (*proc, string, error) {
 		p.stop(5 * time.Second)
 		return nil, "", err
 	}
-	if err := run(dir, nil, "mariadb", "--no-defaults", "-h127.0.0.1", "-P"+port, "-uroot",
-		"-e", "CREATE DATABASE IF NOT EXISTS zzim"); err != nil {
+	create := []string{"mariadb", "--no-defaults", "-h127.0.0.1", "-P" + port, "-uroot", "-e", "CREATE DATABASE IF NOT EXISTS zzim"}
+	if !host {
+		create = append([]string{"docker", "exec", p.container}, create...)
+	}
+	if err := run(dir, nil, create...); err != nil {
 		p.stop(5 * time.Second)
 		return nil, "", err
 	}
@@ -107,7 +151,8 @@ func startMariaDB(ctx context.Context, dir string) (*proc, string, error) {
 
 // startRedis runs redis-server on loopback with an append-only file
 // fsynced on every write (appendfsync always), the durability that
-// matches zzim's fsync per JetStream publish and InnoDB's per commit.
+// matches zzim's fsync per JetStream publish and InnoDB's per commit;
+// in the zzim/redis:dev image when the host lacks the package.
 func startRedis(ctx context.Context, dir string) (*proc, string, error) {
 	ports, err := freePorts(1)
 	if err != nil {
@@ -118,8 +163,14 @@ func startRedis(ctx context.Context, dir string) (*proc, string, error) {
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		return nil, "", err
 	}
-	p, err := startProc(dir, "redis-server", []string{"redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(ports[0]),
-		"--dir", data, "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--maxclients", "10000"}, nil)
+	argv := []string{"redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(ports[0]),
+		"--dir", data, "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--maxclients", "10000"}
+	var p *proc
+	if onHost("redis-server") {
+		p, err = startProc(dir, "redis-server", argv, nil)
+	} else {
+		p, err = startContainer(ctx, dir, "redis-server", redisImage, argv)
+	}
 	if err != nil {
 		return nil, "", err
 	}
@@ -158,8 +209,12 @@ func startZzim(ctx context.Context, bin, dir string, row string) (*server, error
 			return nil, fmt.Errorf("mariadb: %w", err)
 		}
 		s.deps = append(s.deps, db)
+		s.dsn = dsn
 		args = append(args, "--mysql", dsn, "--data-dir", filepath.Join(dir, "nats"))
 		s.note = "zzim up --mysql DSN --data-dir DIR --send-rate -1 (MariaDB, embedded NATS JetStream with fsync on every write, in-memory presence)"
+		if db.container != "" {
+			s.note += "; mariadbd " + inImage(mariaDBImage)
+		}
 	}
 	p, err := startProc(dir, "zzim", args, nil)
 	if err != nil {
@@ -200,6 +255,10 @@ func waitReady(ctx context.Context, url string, p *proc) error {
 // subscribe token), and client-side publish for subscribers.
 const centNamespace = "chat"
 
+// centHistorySize is the namespace's history_size: the publications each
+// channel keeps.
+const centHistorySize = 100
+
 // startCentrifugo runs Centrifugo with the memory engine (row memory) or
 // the Redis engine (row durable: history in Redis streams, Redis fsyncing
 // its append-only file on every write).
@@ -219,6 +278,9 @@ func startCentrifugo(ctx context.Context, bin, dir string, row string) (*server,
 		s.deps = append(s.deps, rp)
 		engine = map[string]any{"type": "redis", "redis": map[string]any{"address": []string{"redis://" + addr}}}
 		s.note = "centrifugo, Redis engine (redis-server --appendonly yes --appendfsync always)"
+		if rp.container != "" {
+			s.note += "; redis-server " + inImage(redisImage)
+		}
 	}
 	cfg := map[string]any{
 		"http_server": map[string]any{"address": "127.0.0.1", "port": ports[0]},
@@ -226,8 +288,10 @@ func startCentrifugo(ctx context.Context, bin, dir string, row string) (*server,
 		"engine":      engine,
 		"client":      map[string]any{"token": map[string]any{"hmac_secret_key": benchSecret}},
 		"channel": map[string]any{"namespaces": []any{map[string]any{
-			"name": centNamespace, "history_size": 100, "history_ttl": "300s", "force_recovery": true,
+			"name": centNamespace, "history_size": centHistorySize, "history_ttl": "300s", "force_recovery": true,
 			"allow_user_limited_channels": true, "allow_subscribe_for_client": true, "allow_publish_for_subscriber": true,
+			// Only for the after-run check (users.recover): a permission, no cost while the steps run.
+			"allow_history_for_subscriber": true,
 		}}},
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
@@ -253,12 +317,14 @@ func startCentrifugo(ctx context.Context, bin, dir string, row string) (*server,
 	return s, nil
 }
 
-// haveDurableDeps says whether MariaDB and Redis are installed.
+// haveDurableDeps says whether MariaDB and Redis can run: installed on
+// the host, or as local images.
 func haveDurableDeps() error {
-	for _, b := range []string{"mariadbd", "mariadb-install-db", "mariadb", "redis-server"} {
-		if _, err := exec.LookPath(b); err != nil {
-			return fmt.Errorf("%s not installed (apt-get install -y mariadb-server redis-server): %w", b, err)
-		}
+	if !onHost("mariadbd", "mariadb-install-db", "mariadb") && !haveImage(mariaDBImage) {
+		return fmt.Errorf("MariaDB: neither installed (apt-get install -y mariadb-server) nor the local image %s (docker/build.sh)", mariaDBImage)
+	}
+	if !onHost("redis-server") && !haveImage(redisImage) {
+		return fmt.Errorf("Redis: neither installed (apt-get install -y redis-server) nor the local image %s (docker/build.sh)", redisImage)
 	}
 	return nil
 }

@@ -61,12 +61,29 @@ const histMax = 120_000_000
 // 0..n-1 in schedule order; intended[i] is when message i was due
 // (nanoseconds from the run's epoch), sent[i] when its client took it.
 type stepTrack struct {
-	n            int
-	intended     []int64
-	sent         []atomic.Int64
-	deliveries   []atomic.Int32
-	acks         []atomic.Int32 // ackNone, ackOK or ackFailed
-	warmEnd      int64          // messages intended before this are warm-up
+	stepNo     int // its number in the tracker, as in the bodies
+	n          int
+	intended   []int64
+	sent       []atomic.Int64
+	deliveries []atomic.Int32
+	acks       []atomic.Int32 // ackNone, ackOK or ackFailed
+	// late marks messages first delivered by the recipients' sync after
+	// the run (tracker.recovering): not live, but reachable in the store.
+	late      []atomic.Uint32 // lateNone, lateLive or lateSync
+	recovered atomic.Int64    // distinct messages first delivered after the drain
+	// frozen (the tracker's) stops the counts before the store is read,
+	// so that every send counted acknowledged was committed before that
+	// read; answers after it are counted apart and the send stays unanswered.
+	frozen             *atomic.Bool
+	answersAfterFreeze atomic.Int64
+	// When each message was acknowledged and first delivered (the
+	// tracker's clock): for the ones still awaited when the drain ended,
+	// how close to that instant they were acknowledged and how long after
+	// it they came says whether they were in flight or lost.
+	epoch        time.Time
+	ackedAt      []atomic.Int64
+	deliveredAt  []atomic.Int64
+	warmEnd      int64 // messages intended before this are warm-up
 	offered      atomic.Int64
 	acked        atomic.Int64
 	ackFailed    atomic.Int64 // refused, or no answer within the client's timeout
@@ -82,6 +99,8 @@ type stepTrack struct {
 func newStepTrack(n int, warmEnd int64) *stepTrack {
 	return &stepTrack{
 		n: n, intended: make([]int64, n), sent: make([]atomic.Int64, n), deliveries: make([]atomic.Int32, n), acks: make([]atomic.Int32, n),
+		late:    make([]atomic.Uint32, n),
+		ackedAt: make([]atomic.Int64, n), deliveredAt: make([]atomic.Int64, n),
 		warmEnd:   warmEnd,
 		corrected: hdrhistogram.New(1, histMax, 3), raw: hdrhistogram.New(1, histMax, 3),
 	}
@@ -95,7 +114,12 @@ const (
 )
 
 func (s *stepTrack) ack(id int, ok bool) {
+	if s.frozen != nil && s.frozen.Load() {
+		s.answersAfterFreeze.Add(1)
+		return
+	}
 	if ok {
+		s.ackedAt[id].Store(int64(time.Since(s.epoch)))
 		s.acks[id].Store(ackOK)
 		s.acked.Add(1)
 		return
@@ -111,6 +135,41 @@ func (s *stepTrack) ack(id int, ok bool) {
 type undelivered struct{ acked, unanswered, failed int64 }
 
 func (u undelivered) awaited() int64 { return u.acked + u.unanswered }
+
+// missingAcked lists the acknowledged messages not delivered (yet).
+func (s *stepTrack) missingAcked() []int {
+	var ids []int
+	for i := range s.n {
+		if s.deliveries[i].Load() == 0 && s.acks[i].Load() == ackOK {
+			ids = append(ids, i)
+		}
+	}
+	return ids
+}
+
+// How a message first delivered after the drain (tracker.recovering) came.
+const (
+	lateNone = 0
+	lateLive = 1 // a push (zzim) or publication (Centrifugo), late
+	lateSync = 2 // the recipient's sync (zzim) or history read (Centrifugo)
+)
+
+// recoveredBy counts the messages the after-run sync delivered first, by
+// what their sender was told: acknowledged, or not (never answered, or
+// failed at the client, yet in the store).
+func (s *stepTrack) recoveredBy() (acked, unacked int64) {
+	for i := range s.n {
+		if s.late[i].Load() == lateNone {
+			continue
+		}
+		if s.acks[i].Load() == ackOK {
+			acked++
+		} else {
+			unacked++
+		}
+	}
+	return
+}
 
 func (s *stepTrack) undelivered() undelivered {
 	var u undelivered
@@ -141,6 +200,14 @@ type tracker struct {
 	windowDeliveries atomic.Int64
 	echoes           atomic.Int64 // a sender seeing its own message (Centrifugo's channel echo)
 	foreign          atomic.Int64 // bodies that are not ours
+	// recovering is set once every step has drained, while the recipients
+	// sync (zzim) or read the channel's history (Centrifugo): what arrives
+	// then is marked late and kept out of the latency histograms.
+	recovering atomic.Bool
+	// frozen ends the counting (see stepTrack.frozen); what is delivered
+	// after it only counts in deliveriesAfterFreeze.
+	frozen                atomic.Bool
+	deliveriesAfterFreeze atomic.Int64
 }
 
 // stepsMax bounds the steps of one run.
@@ -152,8 +219,13 @@ func newTracker() *tracker {
 
 func (t *tracker) now() int64 { return int64(time.Since(t.epoch)) }
 
-// deliver is called by user `me` for every message handed to it.
-func (t *tracker) deliver(me int, b string) {
+// deliver is called by user `me` for every message handed to it; viaSync
+// says it came by a sync or history read rather than live.
+func (t *tracker) deliver(me int, b string, viaSync bool) {
+	if t.frozen.Load() {
+		t.deliveriesAfterFreeze.Add(1)
+		return
+	}
 	at := t.now()
 	step, id, to, ok := parseBody(b)
 	if !ok || step < 0 || step >= stepsMax {
@@ -178,6 +250,16 @@ func (t *tracker) deliver(me int, b string) {
 		return
 	}
 	s.delivered.Add(1)
+	s.deliveredAt[id].Store(at)
+	if t.recovering.Load() {
+		how := uint32(lateLive)
+		if viaSync {
+			how = lateSync
+		}
+		s.late[id].Store(how)
+		s.recovered.Add(1)
+		return
+	}
 	if t.counting.Load() {
 		t.windowDeliveries.Add(1)
 	}
@@ -194,6 +276,32 @@ func (t *tracker) deliver(me int, b string) {
 	_ = s.corrected.RecordValue(min(corrected, histMax))
 	_ = s.raw.RecordValue(min(raw, histMax))
 	s.mu.Unlock()
+}
+
+// recoverDeliver takes one message of a channel's history, read by user
+// me after the run: the history holds both sides' messages and the ones
+// already delivered, so only a first delivery to its recipient counts.
+func (t *tracker) recoverDeliver(me int, b string) {
+	step, id, to, ok := parseBody(b)
+	if !ok || step < 0 || step >= stepsMax {
+		t.foreign.Add(1)
+		return
+	}
+	s := t.steps[step].Load()
+	if s == nil || id < 0 || id >= s.n {
+		t.foreign.Add(1)
+		return
+	}
+	if to != me {
+		if me != sender(to) {
+			s.misdelivered.Add(1)
+		}
+		return
+	}
+	if s.deliveries[id].Load() != 0 {
+		return
+	}
+	t.deliver(me, b, true)
 }
 
 // sender is the partner of user u: users 2k and 2k+1 form pair k.
