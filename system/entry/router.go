@@ -60,6 +60,12 @@ type Router struct {
 	// groupOf numbers each business's group (index into businesses);
 	// computed on first use from Businesses, which is fixed.
 	groupOf []int
+
+	// memberBuf and aliveBuf back members' and aliveOf's results, reused
+	// from call to call: both run on every forwarded request, and every
+	// caller is done with one result before it asks for the next.
+	memberBuf []int
+	aliveBuf  []bool
 }
 
 // Lane is one session's route to logic: per business group, its current
@@ -155,7 +161,15 @@ func (r *Router) SessionTarget(l *Lane) (int, bool) {
 
 // Serves reports whether some logic slot serves op's business.
 func (r *Router) Serves(op wire.Op) bool {
-	return len(r.members(r.groupNumber(BusinessOf(op)))) > 0
+	k := r.groupNumber(BusinessOf(op))
+	b := r.firstBusiness(k)
+	n := r.Views.Slots(node.RoleLogic)
+	for s := 0; s < n; s++ {
+		if r.serves(s, b) {
+			return true
+		}
+	}
+	return false
 }
 
 // Forward sends p after everything already pending in its group, to the
@@ -313,26 +327,35 @@ func (r *Router) attemptsMax() int {
 
 // members lists the logic slots of group k now, in slot order: those of
 // the configured slots (a view may have grown or shrunk them) that serve
-// the group's businesses.
+// the group's businesses. The result is valid until the next call.
 func (r *Router) members(k int) []int {
 	n := r.Views.Slots(node.RoleLogic)
-	b := businesses[slices.Index(r.groups(), k)] // the group's first business
-	out := make([]int, 0, n)
+	b := r.firstBusiness(k)
+	out := r.memberBuf[:0]
 	for s := 0; s < n; s++ {
 		if r.serves(s, b) {
 			out = append(out, s)
 		}
 	}
+	r.memberBuf = out
 	return out
 }
 
+// firstBusiness is the first business of group k: all of the group's
+// businesses are served by the same slots.
+func (r *Router) firstBusiness(k int) logic.Business {
+	return businesses[slices.Index(r.groups(), k)]
+}
+
 // aliveOf reports, per member of a group, whether it is believed alive.
+// The result is valid until the next call.
 func (r *Router) aliveOf(slots []int) []bool {
 	alive := r.Views.Alive(node.RoleLogic)
-	out := make([]bool, len(slots))
-	for i, s := range slots {
-		out[i] = s < len(alive) && alive[s]
+	out := r.aliveBuf[:0]
+	for _, s := range slots {
+		out = append(out, s < len(alive) && alive[s])
 	}
+	r.aliveBuf = out
 	return out
 }
 

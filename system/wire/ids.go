@@ -99,23 +99,26 @@ func ParseConvID(id string) (Conv, error) {
 		}
 		return Conv{Kind: ConvSystem, User: u}, nil
 	case strings.HasPrefix(id, pairPrefix):
-		parts := strings.Split(id[len(pairPrefix):], ":")
-		if len(parts) != 3 {
+		// Exactly three fields separated by ':'; cutting twice needs no slice
+		// (this runs on every message's conversation id).
+		buyer, rest, ok1 := strings.Cut(id[len(pairPrefix):], ":")
+		seller, listing, ok2 := strings.Cut(rest, ":")
+		if !ok1 || !ok2 || strings.Contains(listing, ":") {
 			return Conv{}, fmt.Errorf("%w: conversation %q", ErrBadID, id)
 		}
-		if err := ValidUserID(parts[0]); err != nil {
+		if err := ValidUserID(buyer); err != nil {
 			return Conv{}, err
 		}
-		if err := ValidUserID(parts[1]); err != nil {
+		if err := ValidUserID(seller); err != nil {
 			return Conv{}, err
 		}
-		if parts[0] == parts[1] {
-			return Conv{}, fmt.Errorf("%w: buyer and seller are both %q", ErrBadID, parts[0])
+		if buyer == seller {
+			return Conv{}, fmt.Errorf("%w: buyer and seller are both %q", ErrBadID, buyer)
 		}
-		if err := ValidListingID(parts[2]); err != nil {
+		if err := ValidListingID(listing); err != nil {
 			return Conv{}, err
 		}
-		return Conv{Kind: ConvPair, Buyer: parts[0], Seller: parts[1], Listing: parts[2]}, nil
+		return Conv{Kind: ConvPair, Buyer: buyer, Seller: seller, Listing: listing}, nil
 	}
 	return Conv{}, fmt.Errorf("%w: conversation %q", ErrBadID, id)
 }
