@@ -33,6 +33,18 @@ type conn struct {
 	// and forwarding later ones would only park them in logic behind a
 	// send that is not coming, holding admission places for nothing.
 	shedding bool
+	// reqTag is requestTag{conn: id}, boxed once: every forwarded request's
+	// attempt timer carries it.
+	reqTag any
+}
+
+// forwardAlloc holds a forwarded request's pending entry, the request and
+// its origin in one allocation: they are made together on every request
+// and live as long as each other (the pending entry holds the request).
+type forwardAlloc struct {
+	pending Pending
+	req     wire.ClientRequest
+	origin  wire.Origin
 }
 
 // Timer tags.
@@ -187,17 +199,24 @@ func (e *Entry) forward(env node.Env, c *conn, f wire.Frame) {
 		e.write(env, c.id, errorFrame(f.ReqID, f.Op, wire.ErrorCode_OVERLOADED, "entry is shedding load: resend later"))
 		return
 	}
-	req := &wire.ClientRequest{
-		Origin:    &wire.Origin{Entry: env.Self().String(), Conn: uint64(c.id), EntryIncarnation: uint64(env.Incarnation())},
-		UserId:    c.user,
-		DeviceId:  c.device,
-		Op:        uint32(f.Op),
-		ReqId:     f.ReqID,
-		Body:      slices.Clone(f.Body), // the driver may reuse its read buffer
-		SessionId: c.session,
+	if c.reqTag == nil {
+		c.reqTag = requestTag{conn: c.id}
 	}
+	fr := &forwardAlloc{}
+	fr.origin.Entry = e.selfName(env)
+	fr.origin.Conn = uint64(c.id)
+	fr.origin.EntryIncarnation = uint64(env.Incarnation())
+	req := &fr.req
+	req.Origin = &fr.origin
+	req.UserId = c.user
+	req.DeviceId = c.device
+	req.Op = uint32(f.Op)
+	req.ReqId = f.ReqID
+	req.Body = slices.Clone(f.Body) // the driver may reuse its read buffer
+	req.SessionId = c.session
 	e.stats.Forwarded++
-	p := &Pending{Req: req, Tag: requestTag{conn: c.id}, admitted: admitted[f.Op], sentAt: env.Now()}
+	p := &fr.pending
+	p.Req, p.Tag, p.admitted, p.sentAt = req, c.reqTag, admitted[f.Op], env.Now()
 	e.timedOut(env, c, e.router.Forward(env, c.lane, p))
 	if f.Op == wire.OpLogout {
 		e.drop(env, c, "logout")

@@ -50,13 +50,27 @@ func (x *ExtLogic) attempt(env node.Env, c *storeCall) {
 	c.attempts++
 	x.nextReq++
 	id := x.nextReq
-	req := cloneRequest(c.req)
+	// The first attempt sends the request callDas was given (its caller
+	// made it for this call); a retry sends a copy, since a message once
+	// sent must not change.
+	req := c.req
+	if c.attempts > 1 {
+		req = cloneRequest(c.req)
+	}
 	req.ReqId = id
-	req.ReplyTo = env.Self().String()
+	req.ReplyTo = x.selfName(env)
 	req.CallerIncarnation = uint64(env.Incarnation())
 	x.calls[id] = c
 	c.timer = env.After(x.cfg.StoreTimeout, storeTimeoutTag{req: id})
 	env.Send(node.Addr{Role: node.RoleDas, Slot: c.slot}, req)
+}
+
+// selfName returns this instance's address as reply_to names it.
+func (x *ExtLogic) selfName(env node.Env) string {
+	if a := env.Self(); a != x.selfAddr || x.self == "" {
+		x.selfAddr, x.self = a, a.String()
+	}
+	return x.self
 }
 
 // cloneRequest copies the envelope; the op itself is shared and never

@@ -167,6 +167,11 @@ type ExtLogic struct {
 	fanoutWaiting []*job // broadcasts waiting for a page slot (bounded by inflightMax: each is a job)
 
 	notified *lru
+
+	// self names selfAddr in every das request's reply_to: formatted once
+	// rather than per request.
+	selfAddr node.Addr
+	self     string
 }
 
 // New returns an extlogic instance. It is constructed afresh per incarnation.

@@ -260,6 +260,12 @@ func (x *ExtLogic) endFanout(env node.Env, j *job, ok bool) {
 
 // --- contact upkeep --------------------------------------------------------
 
+// touchRequest is one contact touch and the das request carrying it.
+type touchRequest struct {
+	op  wire.TouchContactOp
+	req wire.StoreRequest
+}
+
 // startTouch records last_active for both participants; the delivery is
 // acked when both touches are done and nakked if either failed (a touch is
 // idempotent, so redoing the one that succeeded is harmless).
@@ -276,8 +282,12 @@ func (x *ExtLogic) startTouch(env node.Env, j *job, m *wire.MessageSent) error {
 	pairs := [2][2]string{{m.SenderId, m.PeerId}, {m.PeerId, m.SenderId}}
 	j.pending = len(pairs)
 	for _, p := range pairs {
-		op := &wire.TouchContactOp{UserId: p[0], PeerId: p[1], ConvId: m.ConvId, LastActiveMs: m.AtMs}
-		req := &wire.StoreRequest{Business: wire.Business_BUSINESS_CONTACT, TouchContact: op}
+		// The op and its request in one allocation: they are made and
+		// dropped together.
+		t := &touchRequest{}
+		t.op.UserId, t.op.PeerId, t.op.ConvId, t.op.LastActiveMs = p[0], p[1], m.ConvId, m.AtMs
+		req := &t.req
+		req.Business, req.TouchContact = wire.Business_BUSINESS_CONTACT, &t.op
 		x.callDas(env, j, p[0], req, func(env node.Env, r *wire.StoreReply) {
 			if r == nil {
 				j.failed = true

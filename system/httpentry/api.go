@@ -191,22 +191,36 @@ func (h *HTTPEntry) forward(env node.Env, s *session, conn node.ConnID, op wire.
 		return
 	}
 	c := &call{id: h.nextReqID(), conn: conn, sess: s, origin: s.vconn}
-	req := &wire.ClientRequest{
-		Origin:    &wire.Origin{Entry: env.Self().String(), Conn: s.vconn, EntryIncarnation: uint64(env.Incarnation())},
-		UserId:    s.user,
-		DeviceId:  s.device,
-		Op:        uint32(op),
-		ReqId:     c.id,
-		Body:      body,
-		SessionId: s.id,
-	}
+	fr := &forwardAlloc{}
+	fr.origin.Entry = h.selfName(env)
+	fr.origin.Conn = s.vconn
+	fr.origin.EntryIncarnation = uint64(env.Incarnation())
+	req := &fr.req
+	req.Origin = &fr.origin
+	req.UserId = s.user
+	req.DeviceId = s.device
+	req.Op = uint32(op)
+	req.ReqId = c.id
+	req.Body = body
+	req.SessionId = s.id
 	h.calls[c.id] = c
 	if conn != 0 {
 		h.callConns[conn] = c.id
 	}
 	c.deadline = env.After(h.cfg.RequestTimeout, deadlineTag{req: c.id})
 	h.stats.Forwarded++
-	h.exhausted(env, h.router.Forward(env, s.lane, &entry.Pending{Req: req, Tag: attemptTag{user: s.user}}))
+	p := &fr.pending
+	p.Req, p.Tag = req, attemptTag{user: s.user}
+	h.exhausted(env, h.router.Forward(env, s.lane, p))
+}
+
+// forwardAlloc holds a forwarded request's pending entry, the request and
+// its origin in one allocation: they are made together on every request
+// and live as long as each other (the pending entry holds the request).
+type forwardAlloc struct {
+	pending entry.Pending
+	req     wire.ClientRequest
+	origin  wire.Origin
 }
 
 // nextReqID numbers requests; ids of requests still waiting are skipped
