@@ -127,13 +127,14 @@ type Client struct {
 
 	timers [timerKindCount]timerSlot
 	stats  Stats
+
+	returns []int64 // the rest of the block return times are taken from (history.go)
 }
 
 // New returns a client; Start it to connect.
 func New(cfg Config) *Client {
 	cfg.fillDefaults()
 	c := &Client{cfg: cfg, convs: map[string]*conv{}}
-	c.acked.init()
 	if cfg.Transport == LongPoll {
 		c.tr = newPoll(c)
 	} else {

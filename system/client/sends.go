@@ -1,7 +1,7 @@
 package client
 
 import (
-	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/zzim/zzim/system/wire"
@@ -48,7 +48,7 @@ func (c *Client) Send(env Env, convID, body string) (string, error) {
 	c.nextCSeq++
 	s := &pendingSend{
 		conv:        convID,
-		clientMsgID: fmt.Sprintf("%s-%s-%d", c.cfg.User, c.cfg.Device, c.nextCSeq),
+		clientMsgID: c.cfg.User + "-" + c.cfg.Device + "-" + strconv.FormatUint(c.nextCSeq, 10), // user-device-cseq
 		body:        body,
 		cseq:        c.nextCSeq,
 		call:        env.Now().UnixNano(),
@@ -211,26 +211,37 @@ func (c *Client) failSend(env Env, i int, code string) {
 
 // ackMemory remembers the seq of the last ackedRememberMax acknowledged
 // cseqs (0 for definitively failed ones), to check duplicate answers.
+// A cseq is added once (its send leaves the queue when added), so a ring
+// searched from the newest end answers as a map would; adding, which every
+// ack does, costs no hashing, and get runs only for duplicate answers,
+// which are mostly of recent cseqs.
 type ackMemory struct {
-	seqs  map[uint64]uint64
-	order []uint64 // ring of cseqs, oldest at next
-	next  int
+	ring []ackedSeq // oldest at next once full
+	next int
 }
 
-func (a *ackMemory) init() { a.seqs = map[uint64]uint64{} }
+type ackedSeq struct{ cseq, seq uint64 }
 
 func (a *ackMemory) add(cseq, seq uint64) {
-	if len(a.order) < ackedRememberMax {
-		a.order = append(a.order, cseq)
-	} else {
-		delete(a.seqs, a.order[a.next])
-		a.order[a.next] = cseq
-		a.next = (a.next + 1) % ackedRememberMax
+	if len(a.ring) < ackedRememberMax {
+		a.ring = append(a.ring, ackedSeq{cseq, seq})
+		return
 	}
-	a.seqs[cseq] = seq
+	a.ring[a.next] = ackedSeq{cseq, seq}
+	a.next = (a.next + 1) % ackedRememberMax
 }
 
 func (a *ackMemory) get(cseq uint64) (uint64, bool) {
-	seq, ok := a.seqs[cseq]
-	return seq, ok
+	// Newest first: ring[next-1] down to ring[0], then the wrapped part.
+	for i := a.next - 1; i >= 0; i-- {
+		if a.ring[i].cseq == cseq {
+			return a.ring[i].seq, true
+		}
+	}
+	for i := len(a.ring) - 1; i >= a.next; i-- {
+		if a.ring[i].cseq == cseq {
+			return a.ring[i].seq, true
+		}
+	}
+	return 0, false
 }
