@@ -76,8 +76,7 @@ func (cv *conv) markRead(seq uint64) {
 // application when it is the next seq, buffered (and a gap fill started)
 // when it is ahead, dropped when already held or buffered.
 func (c *Client) accept(env Env, m *wire.ChatMessage, via string) {
-	if m.Seq == 0 || m.ConvId == "" {
-		env.Log().Warn("client: message without seq or conversation", "user", c.cfg.User, "conv", m.ConvId)
+	if !c.wellFormed(env, m) {
 		return
 	}
 	cv := c.conv(m.ConvId)
@@ -85,6 +84,20 @@ func (c *Client) accept(env Env, m *wire.ChatMessage, via string) {
 		c.stats.ConvsDropped++
 		return
 	}
+	c.acceptIn(env, cv, m, via)
+}
+
+// wellFormed reports whether m names its seq and conversation; it logs m if not.
+func (c *Client) wellFormed(env Env, m *wire.ChatMessage) bool {
+	if m.Seq == 0 || m.ConvId == "" {
+		env.Log().Warn("client: message without seq or conversation", "user", c.cfg.User, "conv", m.ConvId)
+		return false
+	}
+	return true
+}
+
+// acceptIn is accept for a well-formed m of conversation cv.
+func (c *Client) acceptIn(env Env, cv *conv, m *wire.ChatMessage, via string) {
 	if c.cfg.Bugs.On(bugs.NoGapFill) {
 		c.acceptNoGapFill(env, cv, m, via)
 		return
@@ -201,10 +214,13 @@ func (c *Client) holdOwn(env Env, s *pendingSend, seq uint64) {
 	if cv == nil {
 		return
 	}
-	c.accept(env, &wire.ChatMessage{
+	m := &wire.ChatMessage{
 		ConvId: s.conv, Seq: seq, SenderId: c.cfg.User, ClientMsgId: s.clientMsgID,
 		Cseq: s.cseq, Body: s.body,
-	}, viaOwn)
+	}
+	if c.wellFormed(env, m) {
+		c.acceptIn(env, cv, m, viaOwn) // cv is m's conversation: no second lookup
+	}
 	cv.markRead(seq)
 }
 

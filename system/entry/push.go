@@ -14,6 +14,9 @@ type push struct {
 	user     string
 	messages []*wire.ChatMessage
 	timer    node.TimerID
+	// frame is the PUSH body's message, made with the push (one allocation
+	// for both); it holds nothing the push does not hold already.
+	frame wire.Push
 }
 
 // onPush writes the messages to every target that is a live session of its
@@ -42,7 +45,8 @@ func (e *Entry) pushTo(env node.Env, c *conn, m *wire.PushRequest) {
 		env.Close(c.id)
 		return
 	}
-	body := mustMarshal(&wire.Push{Messages: m.Messages, PushId: p.id})
+	p.frame.Messages, p.frame.PushId = m.Messages, p.id
+	body := mustMarshal(&p.frame)
 	e.write(env, c.id, wire.Frame{Op: wire.OpPush, Body: body})
 	p.timer = env.After(e.cfg.PushAckTimeout, pushTag{conn: c.id, push: p.id})
 	e.stats.Pushes++
