@@ -67,6 +67,9 @@ const (
 	// seqCacheMax bounds bugs.AckBeforeCommit's per-conversation cache; when
 	// full it is cleared (a bug switch needs no eviction policy).
 	seqCacheMax = 1 << 16
+	// flightsFreeMax bounds the finished flights kept for reuse: what the
+	// default in-flight bounds of all queues can hold.
+	flightsFreeMax = businessCount * (AppendInflightMaxDefault + ReadInflightMaxDefault)
 	// businessCount is the number of wire.Business values.
 	businessCount = 4
 )
@@ -125,8 +128,11 @@ func (q *queue) depth() int { return len(q.appends) + len(q.reads) }
 
 // flight is one StoreOp in flight.
 type flight struct {
-	q         *queue
-	reqs      []*request
+	q    *queue
+	reqs []*request
+	// one backs reqs for a read (one request), so a read's flight is one
+	// allocation.
+	one       [1]*request
 	op        node.StoreOp
 	isAppend  bool
 	deadlocks int
@@ -139,6 +145,7 @@ type Das struct {
 	member   *node.Member
 	queues   [businessCount]*queue
 	inflight map[node.ReqID]*flight
+	free     []*flight         // finished flights kept for reuse, at most flightsFreeMax
 	seqCache map[string]uint64 // bugs.AckBeforeCommit only
 	// cost learns what an append adds to a group commit's time; it caps
 	// the batch size (BatchDurationMax).
@@ -218,14 +225,14 @@ func (d *Das) onRequest(env node.Env, req *wire.StoreRequest) {
 	r := &request{from: from, req: req, at: env.Now()}
 	if err := validate(req); err != nil {
 		d.stats.BadRequests++
-		d.reply(env, r, failed(wire.ErrorCode_BAD_REQUEST, err))
+		d.send(env, r, failed(wire.ErrorCode_BAD_REQUEST, err))
 		return
 	}
 	q := d.queues[req.Business]
 	if q.depth() >= q.max {
 		d.stats.Rejected[req.Business]++
 		d.stats.RejectedTotal++
-		d.reply(env, r, failed(wire.ErrorCode_OVERLOADED, fmt.Errorf("das: %s queue full (%d)", req.Business, q.max)))
+		d.send(env, r, failed(wire.ErrorCode_OVERLOADED, fmt.Errorf("das: %s queue full (%d)", req.Business, q.max)))
 		return
 	}
 	if req.Append != nil {
@@ -246,7 +253,8 @@ func (d *Das) dispatch(env node.Env, q *queue) {
 		n := min(len(q.appends), d.batchMax())
 		batch := q.appends[:n:n]
 		q.appends = q.appends[n:]
-		f := &flight{q: q, reqs: batch, isAppend: true, op: node.StoreOp{Append: make([]store.AppendReq, n)}}
+		f := d.newFlight()
+		f.q, f.reqs, f.isAppend, f.op = q, batch, true, node.StoreOp{Append: make([]store.AppendReq, n)}
 		for i, r := range batch {
 			f.op.Append[i] = appendReq(r.req.Append)
 		}
@@ -261,7 +269,11 @@ func (d *Das) dispatch(env node.Env, q *queue) {
 		q.reads = q.reads[1:]
 		q.readInflight++
 		d.stats.Reads++
-		d.issue(env, &flight{q: q, reqs: []*request{r}, op: readOp(r.req)})
+		f := d.newFlight()
+		f.q, f.op = q, readOp(r.req)
+		f.one[0] = r
+		f.reqs = f.one[:]
+		d.issue(env, f)
 	}
 }
 
@@ -277,7 +289,7 @@ func (d *Das) expire(env node.Env, q *queue) {
 				d.stats.Expired++
 				d.stats.Rejected[q.business]++
 				d.stats.RejectedTotal++
-				d.reply(env, r, failed(wire.ErrorCode_OVERLOADED, fmt.Errorf("das: waited over %s in the %s queue", d.cfg.QueueWaitMax, q.business)))
+				d.send(env, r, failed(wire.ErrorCode_OVERLOADED, fmt.Errorf("das: waited over %s in the %s queue", d.cfg.QueueWaitMax, q.business)))
 				continue
 			}
 			kept = append(kept, r)
@@ -345,7 +357,30 @@ func (d *Das) onCompletion(env node.Env, c node.Completion) {
 	} else {
 		f.q.readInflight--
 	}
-	d.dispatch(env, f.q)
+	q := f.q
+	d.freeFlight(f)
+	d.dispatch(env, q)
+}
+
+// newFlight returns a zeroed flight, reusing a finished one if any.
+func (d *Das) newFlight() *flight {
+	if n := len(d.free); n > 0 {
+		f := d.free[n-1]
+		d.free = d.free[:n-1]
+		return f
+	}
+	return &flight{}
+}
+
+// freeFlight keeps a finished flight for reuse. Only d.inflight held it,
+// and the op it issued is the store's: the flight is zeroed, nothing in the
+// op is reused.
+func (d *Das) freeFlight(f *flight) {
+	if len(d.free) >= flightsFreeMax {
+		return
+	}
+	*f = flight{}
+	d.free = append(d.free, f)
 }
 
 func (d *Das) answerOK(env node.Env, f *flight, res *node.StoreResult) {
@@ -353,30 +388,56 @@ func (d *Das) answerOK(env node.Env, f *flight, res *node.StoreResult) {
 		res = &node.StoreResult{}
 	}
 	if f.isAppend {
+		// One allocation each for the batch's replies and results: each
+		// caller still gets messages of its own.
+		reps := make([]wire.StoreReply, len(f.reqs))
+		results := make([]wire.AppendResult, min(len(f.reqs), len(res.Append)))
 		for i, r := range f.reqs {
 			if i >= len(res.Append) {
 				// The store broke its contract: one result per request.
-				d.reply(env, r, failed(wire.ErrorCode_INTERNAL, errors.New("das: store returned too few append results")))
+				d.send(env, r, failed(wire.ErrorCode_INTERNAL, errors.New("das: store returned too few append results")))
 				continue
 			}
 			a := res.Append[i]
 			d.learnSeq(r.req.Append.ConvId, a.Seq)
-			d.reply(env, r, &wire.StoreReply{Append: &wire.AppendResult{Seq: a.Seq, Duplicate: a.Duplicate, CreatedAtMs: a.CreatedAtMs}})
+			ar := &results[i]
+			ar.Seq, ar.Duplicate, ar.CreatedAtMs = a.Seq, a.Duplicate, a.CreatedAtMs
+			rep := &reps[i]
+			rep.Append = ar
+			d.send(env, r, rep)
 		}
 		return
 	}
 	r := f.reqs[0]
-	d.reply(env, r, d.readReply(env, r.req, res))
+	d.send(env, r, d.readReply(env, r.req, res))
 }
 
+// answerAll sends rep to every caller in f: a copy to each but the last,
+// which takes rep itself.
 func (d *Das) answerAll(env node.Env, f *flight, rep *wire.StoreReply) {
-	for _, r := range f.reqs {
-		d.reply(env, r, rep)
+	last := len(f.reqs) - 1
+	for i, r := range f.reqs {
+		if i == last {
+			d.send(env, r, rep)
+		} else {
+			d.reply(env, r, rep)
+		}
 	}
 }
 
-// reply sends rep, addressed to r's caller. rep is copied per caller: a sent
-// message must never change afterwards.
+// send addresses rep, which nothing else holds or will change, to r's
+// caller and sends it: unlike reply, no copy.
+func (d *Das) send(env node.Env, r *request, rep *wire.StoreReply) {
+	if r.acked {
+		return // bugs.AckBeforeCommit: the real outcome is ignored
+	}
+	rep.ReqId = r.req.ReqId
+	rep.CallerIncarnation = r.req.CallerIncarnation
+	env.Send(r.from, rep)
+}
+
+// reply sends a copy of rep, addressed to r's caller: rep is shared by
+// several callers, and a sent message must never change afterwards.
 func (d *Das) reply(env node.Env, r *request, rep *wire.StoreReply) {
 	if r.acked {
 		return // bugs.AckBeforeCommit: the real outcome is ignored

@@ -16,10 +16,12 @@ import (
 func validate(req *wire.StoreRequest) error {
 	ops := 0
 	want := wire.Business(-1)
+	var convErr error // the append's conv_id parsed once, for both checks
 	if req.Append != nil {
 		ops++
 		want = wire.Business_BUSINESS_MESSAGE
-		if c, err := wire.ParseConvID(req.Append.ConvId); err == nil && c.Kind != wire.ConvPair {
+		var c wire.Conv
+		if c, convErr = wire.ParseConvID(req.Append.ConvId); convErr == nil && c.Kind != wire.ConvPair {
 			want = wire.Business_BUSINESS_SYSTEM
 		}
 	}
@@ -46,14 +48,15 @@ func validate(req *wire.StoreRequest) error {
 		return fmt.Errorf("das: business %s does not serve this op (want %s)", req.Business, want)
 	}
 	if req.Append != nil {
-		return validateAppend(req.Append)
+		return validateAppend(req.Append, convErr)
 	}
 	return nil
 }
 
-func validateAppend(a *wire.AppendItem) error {
-	if _, err := wire.ParseConvID(a.ConvId); err != nil {
-		return fmt.Errorf("das: append: %w", err)
+// validateAppend checks a; convErr is what parsing its conv_id returned.
+func validateAppend(a *wire.AppendItem, convErr error) error {
+	if convErr != nil {
+		return fmt.Errorf("das: append: %w", convErr)
 	}
 	if a.SenderId != store.SystemSender {
 		if err := wire.ValidUserID(a.SenderId); err != nil {
@@ -113,11 +116,12 @@ func (d *Das) readReply(env node.Env, req *wire.StoreRequest, res *node.StoreRes
 		return &wire.StoreReply{Read: &wire.ReadAck{ConvId: req.MarkRead.ConvId, ReadSeq: res.Read.ReadSeq}}
 	case req.ConvList != nil:
 		out := &wire.ConvListResp{Convs: make([]*wire.ConvSummary, len(res.ConvList))}
+		sums := make([]wire.ConvSummary, len(res.ConvList)) // one allocation for all
 		for i, c := range res.ConvList {
-			out.Convs[i] = &wire.ConvSummary{
-				ConvId: c.ConvID, PeerId: c.PeerID, ListingId: c.ListingID,
-				LastSeq: c.LastSeq, ReadSeq: c.ReadSeq, Unread: c.Unread,
-			}
+			s := &sums[i]
+			s.ConvId, s.PeerId, s.ListingId = c.ConvID, c.PeerID, c.ListingID
+			s.LastSeq, s.ReadSeq, s.Unread = c.LastSeq, c.ReadSeq, c.Unread
+			out.Convs[i] = s
 		}
 		return &wire.StoreReply{ConvList: out}
 	}
@@ -150,11 +154,12 @@ func (d *Das) syncResp(env node.Env, op *wire.SyncOp, res store.SyncResult) *wir
 		AfterSeq: op.AfterSeq,
 		Limit:    uint32(store.ClampSyncLimit(int(op.Limit))),
 	}
+	all := make([]wire.ChatMessage, len(msgs)) // one allocation for all
 	for i, m := range msgs {
-		out.Messages[i] = &wire.ChatMessage{
-			ConvId: m.ConvID, Seq: m.Seq, SenderId: m.SenderID, ClientMsgId: m.ClientMsgID,
-			Cseq: m.CSeq, Body: m.Body, CreatedAtMs: m.CreatedAtMs,
-		}
+		c := &all[i]
+		c.ConvId, c.Seq, c.SenderId, c.ClientMsgId = m.ConvID, m.Seq, m.SenderID, m.ClientMsgID
+		c.Cseq, c.Body, c.CreatedAtMs = m.CSeq, m.Body, m.CreatedAtMs
+		out.Messages[i] = c
 	}
 	return out
 }
@@ -169,7 +174,7 @@ func (d *Das) ackEarly(env node.Env, r *request) {
 	seq := d.seqCache[conv] + 1
 	d.seqCache[conv] = seq
 	d.stats.EarlyAcks++
-	d.reply(env, r, &wire.StoreReply{Append: &wire.AppendResult{Seq: seq, CreatedAtMs: r.req.Append.CreatedAtMs}})
+	d.send(env, r, &wire.StoreReply{Append: &wire.AppendResult{Seq: seq, CreatedAtMs: r.req.Append.CreatedAtMs}})
 	r.acked = true
 }
 
