@@ -58,9 +58,9 @@ func (l *Logic) onClientRequest(env node.Env, req *wire.ClientRequest) {
 	case *wire.Sync:
 		l.onSync(env, w, m)
 	case *wire.ConvList:
-		tmpl := &wire.StoreRequest{Business: wire.Business_BUSINESS_CONTACT,
-			ConvList: &wire.ConvListOp{UserId: w.user, Limit: m.Limit}}
-		l.read(env, w, wire.OpConvList, w.user, tmpl, func(r *wire.StoreReply) proto.Message { return r.ConvList })
+		req := dasOp{business: wire.Business_BUSINESS_CONTACT,
+			convList: &wire.ConvListOp{UserId: w.user, Limit: m.Limit}}
+		l.read(env, w, wire.OpConvList, w.user, req, func(r *wire.StoreReply) proto.Message { return r.ConvList })
 	case *wire.Read:
 		l.onRead(env, w, m)
 	}
@@ -156,18 +156,18 @@ func (l *Logic) onSync(env node.Env, w waiter, m *wire.Sync) {
 	if !l.mayRead(env, w, wire.OpSync, m.ConvId) {
 		return
 	}
-	tmpl := &wire.StoreRequest{Business: wire.Business_BUSINESS_MESSAGE,
-		Sync: &wire.SyncOp{ConvId: m.ConvId, AfterSeq: m.AfterSeq, Limit: m.Limit}}
-	l.read(env, w, wire.OpSync, m.ConvId, tmpl, func(r *wire.StoreReply) proto.Message { return r.Sync })
+	req := dasOp{business: wire.Business_BUSINESS_MESSAGE,
+		sync: &wire.SyncOp{ConvId: m.ConvId, AfterSeq: m.AfterSeq, Limit: m.Limit}}
+	l.read(env, w, wire.OpSync, m.ConvId, req, func(r *wire.StoreReply) proto.Message { return r.Sync })
 }
 
 func (l *Logic) onRead(env node.Env, w waiter, m *wire.Read) {
 	if !l.mayRead(env, w, wire.OpRead, m.ConvId) {
 		return
 	}
-	tmpl := &wire.StoreRequest{Business: wire.Business_BUSINESS_UNREAD,
-		MarkRead: &wire.MarkReadOp{UserId: w.user, ConvId: m.ConvId, Seq: m.Seq}}
-	l.read(env, w, wire.OpRead, w.user, tmpl, func(r *wire.StoreReply) proto.Message { return r.Read })
+	req := dasOp{business: wire.Business_BUSINESS_UNREAD,
+		markRead: &wire.MarkReadOp{UserId: w.user, ConvId: m.ConvId, Seq: m.Seq}}
+	l.read(env, w, wire.OpRead, w.user, req, func(r *wire.StoreReply) proto.Message { return r.Read })
 }
 
 // mayRead checks that the user takes part in conv, answering the error if not.
@@ -184,46 +184,61 @@ func (l *Logic) mayRead(env node.Env, w waiter, op wire.Op, convID string) bool 
 	return true
 }
 
+// readCall is one client read (sync, conv list, mark read) on its way
+// through das: key picks the das, body picks the answer out of the reply.
+type readCall struct {
+	w        waiter
+	op       wire.Op
+	key      string
+	req      dasOp
+	body     func(*wire.StoreReply) proto.Message
+	attempts int
+}
+
 // read sends one read request to das and answers the client with body(reply).
 // Reads are idempotent: a timeout, a link down or an unknown outcome is
 // retried on the das now picked, up to readAttemptMax attempts.
-func (l *Logic) read(env node.Env, w waiter, op wire.Op, key string, tmpl *wire.StoreRequest, body func(*wire.StoreReply) proto.Message) {
+func (l *Logic) read(env node.Env, w waiter, op wire.Op, key string, req dasOp, body func(*wire.StoreReply) proto.Message) {
 	if !l.room() {
 		l.respondError(env, w, op, wire.ErrorCode_OVERLOADED, "logic: too many das requests in flight")
 		return
 	}
-	attempts := 0
-	var try func(env node.Env)
-	try = func(env node.Env) {
-		slot, ok := l.pickDas(key)
-		if !ok {
-			l.respondError(env, w, op, wire.ErrorCode_UNAVAILABLE, "logic: no das configured")
-			return
-		}
-		left := w.deadline.Sub(env.Now())
-		if attempts > 0 && left < attemptMin {
-			l.respondError(env, w, op, wire.ErrorCode_TIMEOUT, fmt.Sprintf("logic: no answer within %s (%d attempts)", l.cfg.AnswerWithin, attempts))
-			return
-		}
-		attempts++
-		l.callDas(env, slot, tmpl, l.attemptTimeout(left), func(env node.Env, r *wire.StoreReply) {
-			switch {
-			case r != nil && r.Outcome == wire.Outcome_OUTCOME_OK:
-				if b := body(r); b != nil && b.ProtoReflect().IsValid() {
-					l.respond(env, w, b, false)
-				} else {
-					l.respondError(env, w, op, wire.ErrorCode_INTERNAL, "logic: das answered without a result")
-				}
-			case r != nil && r.Outcome == wire.Outcome_OUTCOME_FAILED:
-				l.respondError(env, w, op, r.Code, "logic: das: "+r.Error)
-			case attempts < readAttemptMax:
-				try(env) // the slot that timed out is marked dead: this picks the next
-			default:
-				l.respondError(env, w, op, wire.ErrorCode_TIMEOUT, fmt.Sprintf("logic: no answer after %d attempts", attempts))
-			}
-		})
+	l.tryRead(env, &readCall{w: w, op: op, key: key, req: req, body: body})
+}
+
+// tryRead makes rc's next attempt, or answers the client if none may start.
+func (l *Logic) tryRead(env node.Env, rc *readCall) {
+	slot, ok := l.pickDas(rc.key)
+	if !ok {
+		l.respondError(env, rc.w, rc.op, wire.ErrorCode_UNAVAILABLE, "logic: no das configured")
+		return
 	}
-	try(env)
+	left := rc.w.deadline.Sub(env.Now())
+	if rc.attempts > 0 && left < attemptMin {
+		l.respondError(env, rc.w, rc.op, wire.ErrorCode_TIMEOUT, fmt.Sprintf("logic: no answer within %s (%d attempts)", l.cfg.AnswerWithin, rc.attempts))
+		return
+	}
+	rc.attempts++
+	l.callDas(env, slot, rc.req, l.attemptTimeout(left), dasCall{read: rc})
+}
+
+// onReadReply takes the outcome of rc's attempt (r nil: none).
+func (l *Logic) onReadReply(env node.Env, rc *readCall, r *wire.StoreReply) {
+	w, op := rc.w, rc.op
+	switch {
+	case r != nil && r.Outcome == wire.Outcome_OUTCOME_OK:
+		if b := rc.body(r); b != nil && b.ProtoReflect().IsValid() {
+			l.respond(env, w, b, false)
+		} else {
+			l.respondError(env, w, op, wire.ErrorCode_INTERNAL, "logic: das answered without a result")
+		}
+	case r != nil && r.Outcome == wire.Outcome_OUTCOME_FAILED:
+		l.respondError(env, w, op, r.Code, "logic: das: "+r.Error)
+	case rc.attempts < readAttemptMax:
+		l.tryRead(env, rc) // the slot that timed out is marked dead: this picks the next
+	default:
+		l.respondError(env, w, op, wire.ErrorCode_TIMEOUT, fmt.Sprintf("logic: no answer after %d attempts", rc.attempts))
+	}
 }
 
 // respond sends body to the client of w (through its entry).

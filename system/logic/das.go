@@ -9,9 +9,23 @@ import (
 	"github.com/zzim/zzim/system/wire"
 )
 
-// dasCall is one attempt of a das request. then runs exactly once: with
-// the reply, or with nil when the attempt timed out or its link went down
-// (the slot is then marked dead locally, so the caller's next pick moves on).
+// dasOp is the business and op of a das request; callDas puts them in a
+// fresh StoreRequest per attempt. The op messages are shared by the
+// attempts, never modified.
+type dasOp struct {
+	business wire.Business
+	append   *wire.AppendItem
+	sync     *wire.SyncOp
+	markRead *wire.MarkReadOp
+	convList *wire.ConvListOp
+}
+
+// dasCall is one attempt of a das request. Its answer goes exactly once to
+// the append attempt of send or else to the read attempt of read: with the
+// reply, or with nil when the attempt timed out or its link went down (the
+// slot is then marked dead locally, so the caller's next pick moves on).
+// Named callers instead of a callback: a closure per attempt would be one
+// more allocation.
 type dasCall struct {
 	slot  int
 	timer node.TimerID
@@ -19,7 +33,17 @@ type dasCall struct {
 	// request's budget was nearly spent), so its expiry says nothing about
 	// the das's health and does not mark it dead.
 	cut  bool
-	then func(env node.Env, reply *wire.StoreReply)
+	send *sendOp
+	read *readCall
+}
+
+// done hands the attempt's outcome (nil: none) to its caller.
+func (l *Logic) done(env node.Env, c dasCall, reply *wire.StoreReply) {
+	if c.send != nil {
+		l.onAppendReply(env, c.send, reply)
+		return
+	}
+	l.onReadReply(env, c.read, reply)
 }
 
 // room reports whether a new das request may start: the calls in flight
@@ -48,26 +72,37 @@ func (l *Logic) attemptTimeout(left time.Duration) time.Duration {
 	return min(l.cfg.DasTimeout, max(left, attemptMin))
 }
 
-// callDas sends a copy of tmpl (business and op) to das slot under a fresh
-// req_id, with an attempt timer of timeout. The caller has checked room.
-func (l *Logic) callDas(env node.Env, slot int, tmpl *wire.StoreRequest, timeout time.Duration, then func(node.Env, *wire.StoreReply)) {
+// callDas sends op to das slot under a fresh req_id, with an attempt timer
+// of timeout; c names the caller its answer goes to. The caller has
+// checked room.
+func (l *Logic) callDas(env node.Env, slot int, op dasOp, timeout time.Duration, c dasCall) {
 	l.nextCall++
 	id := l.nextCall
 	// A fresh envelope per attempt: a sent message must never change (the
 	// simulator passes pointers). The op itself is shared, never modified.
 	req := &wire.StoreRequest{
 		ReqId:             id,
-		ReplyTo:           env.Self().String(),
+		ReplyTo:           l.selfString(env),
 		CallerIncarnation: uint64(env.Incarnation()),
-		Business:          tmpl.Business,
-		Append:            tmpl.Append,
-		Sync:              tmpl.Sync,
-		MarkRead:          tmpl.MarkRead,
-		ConvList:          tmpl.ConvList,
-		TouchContact:      tmpl.TouchContact,
+		Business:          op.business,
+		Append:            op.append,
+		Sync:              op.sync,
+		MarkRead:          op.markRead,
+		ConvList:          op.convList,
 	}
-	l.calls[id] = &dasCall{slot: slot, then: then, cut: timeout < l.cfg.DasTimeout, timer: env.After(timeout, dasTimeoutTag{id: id})}
+	c.slot, c.cut = slot, timeout < l.cfg.DasTimeout
+	c.timer = env.After(timeout, dasTimeoutTag{id: id})
+	l.calls[id] = c
 	env.Send(node.Addr{Role: node.RoleDas, Slot: slot}, req)
+}
+
+// selfString is env.Self().String(), built once per address: every das
+// request and push names it as reply_to.
+func (l *Logic) selfString(env node.Env) string {
+	if a := env.Self(); a != l.self || l.selfStr == "" {
+		l.self, l.selfStr = a, a.String()
+	}
+	return l.selfStr
 }
 
 func (l *Logic) onStoreReply(env node.Env, from node.Addr, r *wire.StoreReply) {
@@ -83,7 +118,7 @@ func (l *Logic) onStoreReply(env node.Env, from node.Addr, r *wire.StoreReply) {
 	if from.Role == node.RoleDas {
 		l.member.Views.MarkAlive(from)
 	}
-	c.then(env, r)
+	l.done(env, c, r)
 }
 
 func (l *Logic) onDasTimeout(env node.Env, id uint64) {
@@ -95,7 +130,7 @@ func (l *Logic) onDasTimeout(env node.Env, id uint64) {
 	if !c.cut {
 		l.member.Views.MarkDead(node.Addr{Role: node.RoleDas, Slot: c.slot})
 	}
-	c.then(env, nil)
+	l.done(env, c, nil)
 }
 
 // onDasDown ends, in request order, every attempt in flight to peer.
@@ -115,6 +150,6 @@ func (l *Logic) onDasDown(env node.Env, peer node.Addr) {
 		}
 		delete(l.calls, id)
 		env.Cancel(c.timer)
-		c.then(env, nil)
+		l.done(env, c, nil)
 	}
 }

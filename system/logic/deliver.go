@@ -20,7 +20,7 @@ func (l *Logic) afterCommit(env node.Env, op *sendOp, msg *wire.ChatMessage) {
 		l.stats.SentEvents++
 		l.publish(env, mq.EventSent, &wire.MessageSent{
 			ConvId: msg.ConvId, SenderId: msg.SenderId, PeerId: op.peer, Seq: msg.Seq, AtMs: msg.CreatedAtMs,
-		}, "sent:"+msg.ConvId+":"+strconv.FormatUint(msg.Seq, 10))
+		}, sentMsgID(msg.ConvId, msg.Seq))
 	} else {
 		l.stats.SentEventsSkipped++
 	}
@@ -28,6 +28,26 @@ func (l *Logic) afterCommit(env node.Env, op *sendOp, msg *wire.ChatMessage) {
 		return // system and broadcast conversations: extlogic fans them out
 	}
 	l.deliverTo(env, op.peer, msg)
+}
+
+// sentMsgID is "sent:<conv>:<seq>", built in one allocation.
+func sentMsgID(conv string, seq uint64) string {
+	var buf [96]byte
+	b := append(buf[:0], "sent:"...)
+	b = append(b, conv...)
+	b = append(b, ':')
+	return string(strconv.AppendUint(b, seq, 10))
+}
+
+// offlineMsgID is "off:<conv>:<seq>:<user>", built in one allocation.
+func offlineMsgID(conv string, seq uint64, user string) string {
+	var buf [128]byte
+	b := append(buf[:0], "off:"...)
+	b = append(b, conv...)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, ':')
+	return string(append(b, user...))
 }
 
 // deliverTo looks user up in presence and pushes msg to their connection,
@@ -46,12 +66,21 @@ func (l *Logic) deliverTo(env node.Env, user string, msg *wire.ChatMessage) {
 		pe := c.Presence.Found[0]
 		l.stats.Pushes++
 		l.rememberPush(env, pe.Entry, user, msg)
-		env.Send(pe.Entry, &wire.PushRequest{
-			Targets:  []*wire.PushTarget{{UserId: user, Conn: uint64(pe.Conn), EntryIncarnation: uint64(pe.Incarnation)}},
-			Messages: []*wire.ChatMessage{msg},
-			ReplyTo:  env.Self().String(),
-		})
+		p := &push{}
+		p.target.UserId, p.target.Conn, p.target.EntryIncarnation = user, uint64(pe.Conn), uint64(pe.Incarnation)
+		p.targets[0], p.msgs[0] = &p.target, msg
+		p.req.Targets, p.req.Messages, p.req.ReplyTo = p.targets[:], p.msgs[:], l.selfString(env)
+		env.Send(pe.Entry, &p.req)
 	}
+}
+
+// push is a PushRequest to one target with one message, with what its
+// slices point to: one allocation rather than four.
+type push struct {
+	req     wire.PushRequest
+	target  wire.PushTarget
+	targets [1]*wire.PushTarget
+	msgs    [1]*wire.ChatMessage
 }
 
 // onPushFailed takes the offline path for each message entry could not push.
@@ -69,7 +98,7 @@ func (l *Logic) onPushFailed(env node.Env, m *wire.PushFailed) {
 func (l *Logic) offline(env node.Env, user string, msg *wire.ChatMessage) {
 	l.stats.OfflinePublishes++
 	l.publish(env, mq.OfflinePrefix+user, &wire.OfflineWork{UserId: user, Messages: []*wire.ChatMessage{msg}},
-		fmt.Sprintf("off:%s:%d:%s", msg.ConvId, msg.Seq, user))
+		offlineMsgID(msg.ConvId, msg.Seq, user))
 }
 
 // publish sends m to subject, retrying a failed or unknown publish up to

@@ -183,9 +183,11 @@ type Logic struct {
 	sessions map[sessionKey]*session
 	lru      *list.List // of *session, most recent first
 
-	calls    map[uint64]*dasCall // das requests in flight, by req_id
+	calls    map[uint64]dasCall // das requests in flight, by req_id
 	nextCall uint64
-	reserved int // call slots held by appends waiting to retry
+	self     node.Addr // the address selfStr names
+	selfStr  string    // self.String(), the reply_to of requests and pushes
+	reserved int       // call slots held by appends waiting to retry
 
 	deps     map[node.ReqID]func(node.Env, node.Completion) // presence and publish requests
 	limiter  *limiter
@@ -232,7 +234,7 @@ func New(cfg Config) *Logic {
 		serves:   map[Business]bool{},
 		sessions: map[sessionKey]*session{},
 		lru:      list.New(),
-		calls:    map[uint64]*dasCall{},
+		calls:    map[uint64]dasCall{},
 		deps:     map[node.ReqID]func(node.Env, node.Completion){},
 		localSeq: map[string]uint64{},
 		limiter:  newLimiter(cfg.SendRatePerSecond, cfg.SendBurst, cfg.RateBucketsMax),

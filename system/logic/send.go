@@ -43,6 +43,11 @@ type sendOp struct {
 	lastSlot  int
 	holdTimer node.TimerID
 	deadline  time.Time // the latest of its waiters' deadlines
+
+	// itemBuf and waiterBuf back item and the first waiters, so a send is
+	// one allocation rather than three.
+	itemBuf   wire.AppendItem
+	waiterBuf [1]waiter
 }
 
 func (op *sendOp) addWaiter(w waiter) {
@@ -99,13 +104,14 @@ func (l *Logic) onSend(env node.Env, w waiter, req *wire.ClientRequest, m *wire.
 		convID:   m.ConvId,
 		peer:     peer,
 		cseq:     m.Cseq,
-		waiters:  []waiter{w},
 		deadline: w.deadline,
-		item: &wire.AppendItem{
-			ConvId: m.ConvId, SenderId: req.UserId, ClientMsgId: m.ClientMsgId, Cseq: m.Cseq,
-			Body: m.Body, CreatedAtMs: env.Now().UnixMilli(), PeerId: peer, ListingId: conv.Listing,
-		},
 	}
+	op.waiterBuf[0] = w
+	op.waiters = op.waiterBuf[:]
+	it := &op.itemBuf
+	it.ConvId, it.SenderId, it.ClientMsgId, it.Cseq = m.ConvId, req.UserId, m.ClientMsgId, m.Cseq
+	it.Body, it.CreatedAtMs, it.PeerId, it.ListingId = m.Body, env.Now().UnixMilli(), peer, conv.Listing
+	op.item = it
 	l.admitSend(env, s, op, m.AckFloor)
 }
 
@@ -147,8 +153,7 @@ func (l *Logic) attempt(env node.Env, op *sendOp) {
 	op.attempts++
 	op.lastSlot = slot
 	op.state = stateAppending
-	tmpl := &wire.StoreRequest{Business: wire.Business_BUSINESS_MESSAGE, Append: op.item}
-	l.callDas(env, slot, tmpl, l.attemptTimeout(left), func(env node.Env, r *wire.StoreReply) { l.onAppendReply(env, op, r) })
+	l.callDas(env, slot, dasOp{business: wire.Business_BUSINESS_MESSAGE, append: op.item}, l.attemptTimeout(left), dasCall{send: op})
 }
 
 func (l *Logic) onAppendReply(env node.Env, op *sendOp, r *wire.StoreReply) {

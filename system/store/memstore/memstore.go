@@ -48,6 +48,20 @@ type Store struct {
 	order uint64 // counts appends store-wide: the tie-break of "most recently active"
 	convs map[string]*conversation
 	users map[string]*user
+
+	// convListScratch is ConvList's sort buffer, kept between calls (under
+	// mu) so a call allocates only its result. It grows to the most rows
+	// one user has, plus one; what it points to the store holds anyway.
+	convListScratch []convListEntry
+}
+
+// convListEntry is one row of a ConvList being sorted: m is nil for the
+// broadcast conversation (read is then the user's broadcast read mark).
+type convListEntry struct {
+	convID string
+	conv   *conversation
+	m      *membership
+	read   uint64
 }
 
 // conversation is one conversation's log. msgs[i] has seq i+1, so last_seq
@@ -305,21 +319,11 @@ func (s *Store) ConvList(ctx context.Context, req store.ConvListReq) ([]store.Co
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	type entry struct {
-		summary store.ConvSummary
-		conv    *conversation
-	}
 	u := s.users[req.UserID]
-	var entries []entry
+	entries := s.convListScratch[:0]
 	if u != nil {
-		entries = make([]entry, 0, len(u.convs)+1) // +1: the broadcast conversation
 		for convID, m := range u.convs {
-			c := m.conv
-			last := uint64(len(c.msgs))
-			entries = append(entries, entry{store.ConvSummary{
-				ConvID: convID, PeerID: m.peerID, ListingID: m.listingID,
-				LastSeq: last, ReadSeq: m.readSeq, Unread: last - m.readSeq,
-			}, c})
+			entries = append(entries, convListEntry{convID: convID, conv: m.conv, m: m, read: m.readSeq})
 		}
 	}
 	if c := s.convs[wire.BroadcastConvID]; c != nil && len(c.msgs) > 0 {
@@ -327,23 +331,26 @@ func (s *Store) ConvList(ctx context.Context, req store.ConvListReq) ([]store.Co
 		if u != nil {
 			read = u.broadcastRead
 		}
-		last := uint64(len(c.msgs))
-		entries = append(entries, entry{store.ConvSummary{
-			ConvID: wire.BroadcastConvID, LastSeq: last, ReadSeq: read, Unread: last - read,
-		}, c})
+		entries = append(entries, convListEntry{convID: wire.BroadcastConvID, conv: c, read: read})
 	}
+	s.convListScratch = entries
 	// Map iteration order must not reach the output: lastOrder is unique per
 	// conversation, so this order is total.
-	slices.SortFunc(entries, func(x, y entry) int {
+	slices.SortFunc(entries, func(x, y convListEntry) int {
 		a, b := x.conv, y.conv
 		if c := cmp.Compare(b.lastMs, a.lastMs); c != 0 {
 			return c
 		}
 		return cmp.Compare(b.lastOrder, a.lastOrder)
 	})
-	out := make([]store.ConvSummary, 0, min(limit, len(entries)))
-	for i := 0; i < len(entries) && i < limit; i++ {
-		out = append(out, entries[i].summary)
+	out := make([]store.ConvSummary, min(limit, len(entries)))
+	for i := range out {
+		e := &entries[i]
+		last := uint64(len(e.conv.msgs))
+		out[i] = store.ConvSummary{ConvID: e.convID, LastSeq: last, ReadSeq: e.read, Unread: last - e.read}
+		if e.m != nil {
+			out[i].PeerID, out[i].ListingID = e.m.peerID, e.m.listingID
+		}
 	}
 	return out, nil
 }
