@@ -227,14 +227,8 @@ func (t *tracker) deliver(me int, b string, viaSync bool) {
 		return
 	}
 	at := t.now()
-	step, id, to, ok := parseBody(b)
-	if !ok || step < 0 || step >= stepsMax {
-		t.foreign.Add(1)
-		return
-	}
-	s := t.steps[step].Load()
-	if s == nil || id < 0 || id >= s.n {
-		t.foreign.Add(1)
+	s, id, to, ok := t.lookup(b)
+	if !ok {
 		return
 	}
 	if to != me {
@@ -245,6 +239,27 @@ func (t *tracker) deliver(me int, b string, viaSync bool) {
 		}
 		return
 	}
+	t.accept(s, id, at, viaSync)
+}
+
+// lookup finds the step and message a body names; a body of no step of
+// this run is counted foreign.
+func (t *tracker) lookup(b string) (s *stepTrack, id, to int, ok bool) {
+	step, id, to, ok := parseBody(b)
+	if !ok || step < 0 || step >= stepsMax {
+		t.foreign.Add(1)
+		return nil, 0, 0, false
+	}
+	s = t.steps[step].Load()
+	if s == nil || id < 0 || id >= s.n {
+		t.foreign.Add(1)
+		return nil, 0, 0, false
+	}
+	return s, id, to, true
+}
+
+// accept records message id of step s delivered to its recipient at at.
+func (t *tracker) accept(s *stepTrack, id int, at int64, viaSync bool) {
 	if s.deliveries[id].Add(1) > 1 {
 		s.dups.Add(1)
 		return
@@ -282,14 +297,8 @@ func (t *tracker) deliver(me int, b string, viaSync bool) {
 // me after the run: the history holds both sides' messages and the ones
 // already delivered, so only a first delivery to its recipient counts.
 func (t *tracker) recoverDeliver(me int, b string) {
-	step, id, to, ok := parseBody(b)
-	if !ok || step < 0 || step >= stepsMax {
-		t.foreign.Add(1)
-		return
-	}
-	s := t.steps[step].Load()
-	if s == nil || id < 0 || id >= s.n {
-		t.foreign.Add(1)
+	s, id, to, ok := t.lookup(b)
+	if !ok {
 		return
 	}
 	if to != me {
@@ -301,7 +310,11 @@ func (t *tracker) recoverDeliver(me int, b string) {
 	if s.deliveries[id].Load() != 0 {
 		return
 	}
-	t.deliver(me, b, true)
+	if t.frozen.Load() {
+		t.deliveriesAfterFreeze.Add(1)
+		return
+	}
+	t.accept(s, id, t.now(), true)
 }
 
 // sender is the partner of user u: users 2k and 2k+1 form pair k.

@@ -203,7 +203,7 @@ func (e *Entry) forward(env node.Env, c *conn, f wire.Frame) {
 		c.reqTag = requestTag{conn: c.id}
 	}
 	fr := &forwardAlloc{}
-	fr.origin.Entry = e.selfName(env)
+	fr.origin.Entry = e.self.Of(env.Self())
 	fr.origin.Conn = uint64(c.id)
 	fr.origin.EntryIncarnation = uint64(env.Incarnation())
 	req := &fr.req

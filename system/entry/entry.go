@@ -147,18 +147,8 @@ type Entry struct {
 	stats     Stats
 	// sessionNext numbers sessions; unique per incarnation (a fresh Entry per incarnation).
 	sessionNext uint64
-	// self names selfAddr, the origin of every forwarded request: formatted
-	// once rather than per request.
-	selfAddr node.Addr
-	self     string
-}
-
-// selfName returns this instance's address as origins name it.
-func (e *Entry) selfName(env node.Env) string {
-	if a := env.Self(); a != e.selfAddr || e.self == "" {
-		e.selfAddr, e.self = a, a.String()
-	}
-	return e.self
+	// self names this instance in every forwarded request's origin.
+	self node.AddrName
 }
 
 var _ node.Node = (*Entry)(nil)

@@ -58,19 +58,11 @@ func (x *ExtLogic) attempt(env node.Env, c *storeCall) {
 		req = cloneRequest(c.req)
 	}
 	req.ReqId = id
-	req.ReplyTo = x.selfName(env)
+	req.ReplyTo = x.self.Of(env.Self())
 	req.CallerIncarnation = uint64(env.Incarnation())
 	x.calls[id] = c
 	c.timer = env.After(x.cfg.StoreTimeout, storeTimeoutTag{req: id})
 	env.Send(node.Addr{Role: node.RoleDas, Slot: c.slot}, req)
-}
-
-// selfName returns this instance's address as reply_to names it.
-func (x *ExtLogic) selfName(env node.Env) string {
-	if a := env.Self(); a != x.selfAddr || x.self == "" {
-		x.selfAddr, x.self = a, a.String()
-	}
-	return x.self
 }
 
 // cloneRequest copies the envelope; the op itself is shared and never

@@ -168,10 +168,8 @@ type ExtLogic struct {
 
 	notified *lru
 
-	// self names selfAddr in every das request's reply_to: formatted once
-	// rather than per request.
-	selfAddr node.Addr
-	self     string
+	// self names this instance in every das request's reply_to.
+	self node.AddrName
 }
 
 // New returns an extlogic instance. It is constructed afresh per incarnation.

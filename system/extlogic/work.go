@@ -171,7 +171,7 @@ func (x *ExtLogic) pushTo(env node.Env, found []node.PresenceEntry, msg *wire.Ch
 		}
 		return a.Slot - b.Slot
 	})
-	self := env.Self().String()
+	self := x.self.Of(env.Self())
 	for _, entry := range entries {
 		targets := byEntry[entry]
 		for len(targets) > 0 {

@@ -192,7 +192,7 @@ func (h *HTTPEntry) forward(env node.Env, s *session, conn node.ConnID, op wire.
 	}
 	c := &call{id: h.nextReqID(), conn: conn, sess: s, origin: s.vconn}
 	fr := &forwardAlloc{}
-	fr.origin.Entry = h.selfName(env)
+	fr.origin.Entry = h.self.Of(env.Self())
 	fr.origin.Conn = s.vconn
 	fr.origin.EntryIncarnation = uint64(env.Incarnation())
 	req := &fr.req

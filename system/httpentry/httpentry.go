@@ -161,18 +161,8 @@ type HTTPEntry struct {
 	sessionNext uint64
 	stats       Stats
 
-	// self names selfAddr, the origin of every forwarded request: formatted
-	// once rather than per request.
-	selfAddr node.Addr
-	self     string
-}
-
-// selfName returns this instance's address as origins name it.
-func (h *HTTPEntry) selfName(env node.Env) string {
-	if a := env.Self(); a != h.selfAddr || h.self == "" {
-		h.selfAddr, h.self = a, a.String()
-	}
-	return h.self
+	// self names this instance in every forwarded request's origin.
+	self node.AddrName
 }
 
 var _ node.Node = (*HTTPEntry)(nil)

@@ -82,7 +82,7 @@ func (l *Logic) callDas(env node.Env, slot int, op dasOp, timeout time.Duration,
 	// simulator passes pointers). The op itself is shared, never modified.
 	req := &wire.StoreRequest{
 		ReqId:             id,
-		ReplyTo:           l.selfString(env),
+		ReplyTo:           l.self.Of(env.Self()),
 		CallerIncarnation: uint64(env.Incarnation()),
 		Business:          op.business,
 		Append:            op.append,
@@ -94,15 +94,6 @@ func (l *Logic) callDas(env node.Env, slot int, op dasOp, timeout time.Duration,
 	c.timer = env.After(timeout, dasTimeoutTag{id: id})
 	l.calls[id] = c
 	env.Send(node.Addr{Role: node.RoleDas, Slot: slot}, req)
-}
-
-// selfString is env.Self().String(), built once per address: every das
-// request and push names it as reply_to.
-func (l *Logic) selfString(env node.Env) string {
-	if a := env.Self(); a != l.self || l.selfStr == "" {
-		l.self, l.selfStr = a, a.String()
-	}
-	return l.selfStr
 }
 
 func (l *Logic) onStoreReply(env node.Env, from node.Addr, r *wire.StoreReply) {

@@ -69,7 +69,7 @@ func (l *Logic) deliverTo(env node.Env, user string, msg *wire.ChatMessage) {
 		p := &push{}
 		p.target.UserId, p.target.Conn, p.target.EntryIncarnation = user, uint64(pe.Conn), uint64(pe.Incarnation)
 		p.targets[0], p.msgs[0] = &p.target, msg
-		p.req.Targets, p.req.Messages, p.req.ReplyTo = p.targets[:], p.msgs[:], l.selfString(env)
+		p.req.Targets, p.req.Messages, p.req.ReplyTo = p.targets[:], p.msgs[:], l.self.Of(env.Self())
 		env.Send(pe.Entry, &p.req)
 	}
 }

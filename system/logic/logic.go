@@ -185,9 +185,8 @@ type Logic struct {
 
 	calls    map[uint64]dasCall // das requests in flight, by req_id
 	nextCall uint64
-	self     node.Addr // the address selfStr names
-	selfStr  string    // self.String(), the reply_to of requests and pushes
-	reserved int       // call slots held by appends waiting to retry
+	self     node.AddrName // this instance in the reply_to of das requests and pushes
+	reserved int           // call slots held by appends waiting to retry
 
 	deps     map[node.ReqID]func(node.Env, node.Completion) // presence and publish requests
 	limiter  *limiter

@@ -145,3 +145,20 @@ func (o Outcome) String() string {
 	}
 	return "outcome(" + strconv.Itoa(int(o)) + ")"
 }
+
+// AddrName is an address's String, formatted once: a service names itself
+// (an origin, a reply_to) in every request it sends, and formatting the
+// address each time allocates. The zero value is ready; Of re-formats only
+// when the address changes.
+type AddrName struct {
+	addr Addr
+	name string
+}
+
+// Of returns a.String().
+func (n *AddrName) Of(a Addr) string {
+	if a != n.addr || n.name == "" {
+		n.addr, n.name = a, a.String()
+	}
+	return n.name
+}
