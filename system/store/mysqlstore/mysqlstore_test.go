@@ -188,6 +188,65 @@ func TestStatementsPerAppend(t *testing.T) {
 	t.Logf("statements per group commit: %d", perBatch[200])
 }
 
+// countingConn counts the packets a connection sends: with no packet over
+// the driver's buffer, one Write is one command, so one round trip.
+type countingConn struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c countingConn) Write(b []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(b)
+}
+
+var countedWrites atomic.Int64
+
+func init() {
+	mysql.RegisterDialContext("countingtcp", func(ctx context.Context, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return countingConn{Conn: c, writes: &countedWrites}, nil
+	})
+}
+
+// TestRoundTripsPerAppend: a group commit costs four round trips (BEGIN,
+// the lock-and-dedup query, the writes, COMMIT), whatever its size: each
+// round trip is a read, a write and a wake-up on both sides.
+func TestRoundTripsPerAppend(t *testing.T) {
+	mc, err := mysql.ParseDSN(newDatabase(t, testdeps.MariaDB(context.Background(), t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc.Net = "countingtcp"
+	s := open(t, mc.FormatDSN())
+	s.shards[0].SetMaxOpenConns(1)
+	ctx := context.Background()
+	if err := s.shards[0].PingContext(ctx); err != nil { // the connection's handshake is not an append's
+		t.Fatal(err)
+	}
+	perBatch := map[int]int64{}
+	for round, n := range []int{1, 200, 1, 200} {
+		var reqs []store.AppendReq
+		for i := range n {
+			reqs = append(reqs, store.AppendReq{
+				ConvID: fmt.Sprintf("p:u%d:v:l", i%7), SenderID: fmt.Sprintf("u%d", i%7), PeerID: "v", ListingID: "l",
+				ClientMsgID: fmt.Sprintf("r%d-%d", round, i), Body: "x", CreatedAtMs: int64(round),
+			})
+		}
+		before := countedWrites.Load()
+		if _, err := s.Append(ctx, reqs); err != nil {
+			t.Fatalf("append %d: %v", n, err)
+		}
+		perBatch[n] = countedWrites.Load() - before
+	}
+	if perBatch[1] != 4 || perBatch[200] != 4 {
+		t.Errorf("round trips: got %d for 1 append and %d for 200, want 4", perBatch[1], perBatch[200])
+	}
+}
+
 func TestOpenRefused(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
