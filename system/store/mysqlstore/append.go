@@ -3,11 +3,15 @@ package mysqlstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/zzim/zzim/system/store"
 	"github.com/zzim/zzim/system/wire"
@@ -159,41 +163,76 @@ func (s *Store) appendShard(ctx context.Context, shard int, reqs []store.AppendR
 	}
 }
 
-// appendTx is one try of a shard's group commit: four round trips whatever
-// len(idx) is. BEGIN; one query that creates, locks and reads the batch's
-// conversations and finds its duplicates; one that writes the messages,
-// the new last_seqs and the local user rows; COMMIT. Each round trip costs
-// both sides a read, a write and a wake-up: the eight statements of one
-// commit each in a round trip of its own cost about twice the CPU per
-// append at a thousand appends a second (docs/performance.md).
+// appendTx is one try of a shard's group commit: two round trips whatever
+// len(idx) is. The first opens the transaction and creates, locks and reads
+// the batch's conversations and finds its duplicates; the second writes
+// the messages, the new last_seqs and the local user rows and commits.
+// Each round trip costs both sides a read, a write and a wake-up: BEGIN,
+// COMMIT and the six statements of a commit each in a round trip of its own
+// cost about a quarter more CPU per append on both sides (docs/performance.md).
+//
+// The transaction is driven on a pinned connection, not a *sql.Tx, so that
+// START TRANSACTION and COMMIT ride with the statements. That connection
+// must never go back to the pool with a transaction open: every path that
+// may leave one open rolls it back, and a connection whose state is not
+// known is discarded.
 func (s *Store) appendTx(ctx context.Context, shard int, reqs []store.AppendReq, idx []int, results []store.AppendResult) (remote []userRow, err error) {
-	tx, err := s.shards[shard].BeginTx(ctx, nil) // READ COMMITTED is the session's level
+	conn, err := s.shards[shard].Conn(ctx)
 	if err != nil {
 		return nil, classify("append: begin", err, notCommitted)
 	}
-	done := false
+	open := true // a transaction may be open on conn
 	defer func() {
-		if !done {
-			tx.Rollback()
+		if open {
+			rollback(conn)
 		}
+		conn.Close()
 	}()
-	lastSeq, stored, err := lockAndFind(ctx, tx, reqs, idx, !s.noDedup) // bugs.NoDedup: resends are stored again
+	lastSeq, stored, err := lockAndFind(ctx, conn, reqs, idx, !s.noDedup) // bugs.NoDedup: resends are stored again
 	if err != nil {
 		return nil, err
 	}
 	p := s.plan(reqs, idx, lastSeq, stored)
 	local, remote := s.splitUserRows(p.users, shard)
-	if err := writeAppend(ctx, tx, p.messages, p.convs, local); err != nil {
-		return nil, err
-	}
-	done = true
-	if err := tx.Commit(); err != nil {
+	if err := writeAndCommit(ctx, conn, p.messages, p.convs, local); err != nil {
+		var me *mysql.MySQLError
+		if errors.As(err, &me) {
+			// The server refused a statement: the ones after it,
+			// COMMIT included, did not run (or COMMIT itself failed,
+			// which rolls back). Nothing committed.
+			return nil, classify("append: write", err, notCommitted)
+		}
+		// No answer: COMMIT may have run. The connection's state is not
+		// known, so it does not go back to the pool.
+		open = false
+		discard(conn)
 		return nil, classify("append: commit", err, maybeCommitted)
 	}
+	open = false
 	for k, i := range idx {
 		results[i] = p.results[k]
 	}
 	return remote, nil
+}
+
+// rollbackTimeout bounds the ROLLBACK of an aborted append.
+const rollbackTimeout = 5 * time.Second
+
+// rollback ends whatever transaction conn may hold, on a context of its own
+// (the caller's may be what ended it); a connection that cannot roll back
+// is discarded, and the server rolls back a transaction whose connection
+// closes.
+func rollback(conn *sql.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), rollbackTimeout)
+	defer cancel()
+	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+		discard(conn)
+	}
+}
+
+// discard closes conn's driver connection instead of pooling it.
+func discard(conn *sql.Conn) {
+	_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 }
 
 // lockAndFind creates the batch's missing conversation rows, locks them all
@@ -207,7 +246,7 @@ func (s *Store) appendTx(ctx context.Context, shard int, reqs []store.AppendReq,
 // transaction, not committed, is rolled back.
 // FORCE INDEX: MariaDB 10.11 otherwise may range-scan the primary key on
 // conv_id alone, reading every message of the conversation.
-func lockAndFind(ctx context.Context, tx *sql.Tx, reqs []store.AppendReq, idx []int, dedup bool) (map[string]uint64, map[msgKey]storedMsg, error) {
+func lockAndFind(ctx context.Context, conn *sql.Conn, reqs []store.AppendReq, idx []int, dedup bool) (map[string]uint64, map[msgKey]storedMsg, error) {
 	convIDs := make([]string, 0, len(idx))
 	seen := map[string]bool{}
 	for _, i := range idx {
@@ -223,7 +262,7 @@ func lockAndFind(ctx context.Context, tx *sql.Tx, reqs []store.AppendReq, idx []
 	}
 	args = append(args, args...)
 	var q strings.Builder
-	q.WriteString("INSERT INTO conversations (conv_id) VALUES " + rowsOf(len(convIDs), 1) +
+	q.WriteString("START TRANSACTION; INSERT INTO conversations (conv_id) VALUES " + rowsOf(len(convIDs), 1) +
 		" ON DUPLICATE KEY UPDATE conv_id = conv_id;" +
 		" SELECT conv_id, last_seq FROM conversations WHERE conv_id IN " + rowsOf(1, len(convIDs)) + " ORDER BY conv_id FOR UPDATE")
 	if dedup {
@@ -240,7 +279,7 @@ func lockAndFind(ctx context.Context, tx *sql.Tx, reqs []store.AppendReq, idx []
 			" WHERE (conv_id, sender_id, client_msg_id) IN (" + rowsOf(len(keys), 3) + ")")
 	}
 	const op = "append: lock conversations"
-	rows, err := tx.QueryContext(ctx, q.String(), args...)
+	rows, err := conn.QueryContext(ctx, q.String(), args...)
 	if err != nil {
 		return nil, nil, classify(op, err, notCommitted)
 	}
@@ -382,11 +421,13 @@ func (s *Store) splitUserRows(rows []userRow, shard int) (local, remote []userRo
 	return local, remote
 }
 
-// writeAppend writes the plan in one round trip of up to three statements:
-// the messages, every changed conversation's last_seq (the rows exist and
-// are locked, so that upsert only updates) and the user rows of this shard.
-// Before COMMIT, so a failure of any of them commits nothing.
-func writeAppend(ctx context.Context, tx *sql.Tx, msgs []store.Message, convs []convUpdate, users []userRow) error {
+// writeAndCommit writes the plan and commits, in one round trip of up to
+// four statements: the messages, every changed conversation's last_seq
+// (the rows exist and are locked, so that upsert only updates), the user
+// rows of this shard, COMMIT. A statement that fails stops the ones after
+// it, so a refused write commits nothing. The driver's error is returned
+// as it is: whether it is the server's refusal decides what it means.
+func writeAndCommit(ctx context.Context, conn *sql.Conn, msgs []store.Message, convs []convUpdate, users []userRow) error {
 	var q strings.Builder
 	args := make([]any, 0, 7*len(msgs)+3*len(convs)+6*len(users))
 	sep := func() {
@@ -413,11 +454,10 @@ func writeAppend(ctx context.Context, tx *sql.Tx, msgs []store.Message, convs []
 		q.WriteString(userRowsUpsert(len(users)))
 		args = appendUserRowArgs(args, users)
 	}
-	if q.Len() == 0 {
-		return nil
-	}
-	_, err := tx.ExecContext(ctx, q.String(), args...)
-	return classify("append: write", err, notCommitted)
+	sep()
+	q.WriteString("COMMIT")
+	_, err := conn.ExecContext(ctx, q.String(), args...)
+	return err
 }
 
 // execer is a *sql.Tx or a *sql.DB.

@@ -142,7 +142,7 @@ func openShard(ctx context.Context, dsn string, cfg Config) (*sql.DB, error) {
 	mc.Params["sql_mode"] = "'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'"
 	// Values are interpolated (escaped) by the driver, saving the prepare
 	// round trip; several statements may share one round trip (an
-	// append's transaction is four, not eight). Query texts are this
+	// append's transaction is two, not eight). Query texts are this
 	// package's constants: no caller's text is ever part of one.
 	mc.InterpolateParams = true
 	mc.MultiStatements = true
