@@ -280,3 +280,34 @@ func TestHeldMax(t *testing.T) {
 		t.Fatalf("third held send: got %s, want OUT_OF_ORDER", got)
 	}
 }
+
+// Every request a send collects is answered: resends of a held cseq each
+// supersede the one before, which is answered TIMEOUT at once (its client
+// has moved on to the resend), and the last one gets the SEND_ACK. An
+// unanswered request keeps its entry waiting until the entry's attempt
+// timer takes this logic for dead and moves every session it routes here.
+func TestResendsOfAHeldSendAreAllAnswered(t *testing.T) {
+	w := newWorld(t, noBugs, nil)
+	alice := w.entry.Client("alice", "phone")
+	var resends []uint32
+	for range 6 {
+		resends = append(resends, send(alice, logic0, 2, 1))
+		w.c.Stabilize()
+	}
+	for _, r := range resends[:len(resends)-1] {
+		if got := w.errCode(alice, r); got != wire.ErrorCode_TIMEOUT {
+			t.Fatalf("superseded request %d: got %s, want TIMEOUT", r, got)
+		}
+	}
+	last := resends[len(resends)-1]
+	if r := alice.Response(last); r != nil {
+		t.Fatalf("the newest resend answered while cseq 1 is missing: %v", r)
+	}
+	r1 := send(alice, logic0, 1, 1)
+	w.c.Stabilize()
+	w.sendAcksAgree(alice, r1, 1)
+	w.sendAcksAgree(alice, last, 2)
+	if got, want := w.logics[0].Stats().SupersededRequests, uint64(len(resends)-1); got != want {
+		t.Errorf("superseded requests: got %d, want %d", got, want)
+	}
+}

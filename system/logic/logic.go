@@ -109,9 +109,6 @@ const (
 	depsMax = 4096
 	// publishAttemptMax bounds the attempts of one queue publish.
 	publishAttemptMax = 3
-	// waitersMax bounds the client requests answered by one send (a
-	// client's resends of the same cseq while it is in flight or held).
-	waitersMax = 4
 	// evictScanMax bounds the search for an idle session to evict.
 	evictScanMax = 64
 	// localSeqMax bounds bugs.LogicLocalSeq's counters (cleared when full).
@@ -164,6 +161,7 @@ type Stats struct {
 	RejectedOutOfOrder  uint64 // OUT_OF_ORDER answers
 	Rejected            uint64 // other SEND errors after validation (OVERLOADED, TIMEOUT, ...)
 	RateLimited         uint64 // SENDs refused RATE_LIMITED (also counted in Rejected)
+	SupersededRequests  uint64 // resent SENDs' earlier requests answered TIMEOUT (addWaiter)
 	Pushes              uint64 // PushRequests sent
 	OfflinePublishes    uint64 // OfflineWork publishes
 	SentEvents          uint64 // MessageSent publishes

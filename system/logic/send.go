@@ -50,14 +50,31 @@ type sendOp struct {
 	waiterBuf [1]waiter
 }
 
-func (op *sendOp) addWaiter(w waiter) {
-	if len(op.waiters) >= waitersMax {
-		op.waiters = op.waiters[1:] // the oldest request's connection is the likeliest gone
+// addWaiter makes w, a resend of op's cseq, the request op answers. The
+// requests it supersedes are answered TIMEOUT now: their client has moved
+// on to w (a resend opens a new go-back-N round, and the client drops an
+// answer to an abandoned round), but each one's entry keeps it pending
+// until answered, and an entry that waits past its attempt timeout takes
+// this logic for dead and moves every session it routes here. Dropping the
+// oldest unanswered (as a bound once did) did exactly that under overload,
+// when five resends of one send met in one hold. The same request arriving
+// again (one origin, one id) takes its own place unanswered.
+func (l *Logic) addWaiter(env node.Env, op *sendOp, w waiter) {
+	for _, old := range op.waiters {
+		if old.reqID == w.reqID && sameOrigin(old.origin, w.origin) {
+			continue
+		}
+		l.stats.SupersededRequests++
+		l.respondSendError(env, old, op.convID, op.item.ClientMsgId, op.cseq, wire.ErrorCode_TIMEOUT,
+			"send: superseded by a newer resend of this send, which gets its answer")
 	}
-	op.waiters = append(op.waiters, w)
-	if w.deadline.After(op.deadline) {
-		op.deadline = w.deadline // a resend: its client waits anew
-	}
+	clear(op.waiters)
+	op.waiters = append(op.waiters[:0], w)
+	op.deadline = w.deadline // a resend: its client waits anew
+}
+
+func sameOrigin(a, b *wire.Origin) bool {
+	return a.GetEntry() == b.GetEntry() && a.GetConn() == b.GetConn() && a.GetEntryIncarnation() == b.GetEntryIncarnation()
 }
 
 // onSend validates a SEND and hands it to the FIFO rules.

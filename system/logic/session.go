@@ -98,7 +98,7 @@ func (l *Logic) admitSend(env node.Env, s *session, op *sendOp, ackFloor uint64)
 	}
 	c := op.cseq
 	if same := s.find(c); same != nil {
-		same.addWaiter(op.waiters[0]) // a resend of a send already here
+		l.addWaiter(env, same, op.waiters[0]) // a resend of a send already here
 		l.pump(env, s)
 		return
 	}
