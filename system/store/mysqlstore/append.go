@@ -167,9 +167,10 @@ func (s *Store) appendShard(ctx context.Context, shard int, reqs []store.AppendR
 // len(idx) is. The first opens the transaction and creates, locks and reads
 // the batch's conversations and finds its duplicates; the second writes
 // the messages, the new last_seqs and the local user rows and commits.
-// Each round trip costs both sides a read, a write and a wake-up: BEGIN,
-// COMMIT and the six statements of a commit each in a round trip of its own
-// cost about a quarter more CPU per append on both sides (docs/performance.md).
+// Each round trip costs both sides a read, a write and a wake-up: with BEGIN,
+// COMMIT and the six statements each in a round trip of its own, a batched
+// append cost about a quarter more CPU here and up to a fifth more in the
+// database (docs/performance.md "Store").
 //
 // The transaction is driven on a pinned connection, not a *sql.Tx, so that
 // START TRANSACTION and COMMIT ride with the statements. That connection
