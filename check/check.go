@@ -170,15 +170,16 @@ func Check(h *History, opts Options) (*Verdict, error) {
 		return nil, err
 	}
 	v := &Verdict{Counts: countHistory(h, opts.Dump)}
+	x := newIndex(h, opts.Dump) // shared by the passes
 	if opts.wants(CheckStructural) {
 		v.Checks = append(v.Checks, CheckStructural)
-		s := runStructural(h, opts.Dump, StructuralOptions{Faults: opts.Faults, LivenessBound: opts.LivenessBound})
+		s := runStructuralIndexed(x, h, opts.Dump, StructuralOptions{Faults: opts.Faults, LivenessBound: opts.LivenessBound})
 		v.Violations = append(v.Violations, s.out...)
 		v.Counts.StructuralViolations = s.Total()
 	}
 	if opts.wants(CheckLinearizability) {
 		v.Checks = append(v.Checks, CheckLinearizability)
-		parts, violations, err := Linearizability(h, LinOptions{
+		parts, violations, err := linearizability(x, h, LinOptions{
 			Dump: opts.Dump, Faults: opts.Faults, Timeout: opts.Timeout, TotalTimeout: opts.TotalTimeout, OutDir: opts.OutDir,
 		})
 		if err != nil {

@@ -69,6 +69,14 @@ type partition struct {
 // because porcupine merges the partitions' verdicts and the report needs
 // each one.
 func Linearizability(h *History, opts LinOptions) ([]PartitionResult, []Violation, error) {
+	return linearizability(nil, h, opts)
+}
+
+// linearizability is Linearizability on h's index, built here when nil.
+func linearizability(x *index, h *History, opts LinOptions) ([]PartitionResult, []Violation, error) {
+	if x == nil {
+		x = newIndex(h, opts.Dump)
+	}
 	b := budget{each: opts.Timeout}
 	if b.each <= 0 {
 		b.each, b.perOp = DefaultTimeout, DefaultTimeoutPerOp
@@ -78,7 +86,7 @@ func Linearizability(h *History, opts LinOptions) ([]PartitionResult, []Violatio
 		total = DefaultTotalTimeout
 	}
 	b.deadline = time.Now().Add(total)
-	parts := buildPartitions(h, opts.Dump)
+	parts := buildPartitionsIndexed(x, h, opts.Dump)
 	results := runPartitions(parts, b)
 	out := make([]PartitionResult, len(parts))
 	var violations []Violation

@@ -8,9 +8,9 @@ import (
 	"github.com/zzim/zzim/system/store"
 )
 
-// observation: some op or store row saw message key at seq.
+// observation: some op or store row saw message id at seq.
 type observation struct {
-	key msgKey
+	id  msgID
 	seq uint64
 }
 
@@ -20,7 +20,15 @@ type convOps struct {
 	seen         []observation
 }
 
-// buildPartitions turns the history into one porcupine history per
+// msgFacts is what the partitions know of one message (by msgID).
+type msgFacts struct {
+	dumpSeq  uint64 // its seq in the store dump, when inDump
+	inDump   bool
+	observed uint64 // the seq its first observation by an op named (0: none)
+	local    uint32 // its id within its conversation's partition (0: none yet)
+}
+
+// buildPartitionsIndexed turns the history into one porcupine history per
 // conversation (sorted by conversation id):
 //   - an acknowledged send returns its seq at its return time;
 //   - a send with unknown outcome never returns (+infinity). The dump,
@@ -35,7 +43,7 @@ type convOps struct {
 //     a synthetic send that may happen any time;
 //   - positions nothing explains get anonymous filler sends, so a history
 //     that records only some senders is not called illegal for it.
-func buildPartitions(h *History, dump []store.Message) []*partition {
+func buildPartitionsIndexed(x *index, h *History, dump []store.Message) []*partition {
 	byConv := map[string]*convOps{}
 	get := func(conv string) *convOps {
 		c, ok := byConv[conv]
@@ -45,25 +53,23 @@ func buildPartitions(h *History, dump []store.Message) []*partition {
 		}
 		return c
 	}
-	z := sizesOf(h, dump)
-	dumpSeq := make(map[msgKey]uint64, len(dump))
-	for _, m := range dump {
-		k := keyOf(m.ConvID, m.SenderID, m.ClientMsgID, m.Seq)
-		dumpSeq[k] = m.Seq
+	facts := make([]msgFacts, len(x.refs))
+	for j, m := range dump {
+		k := x.dumpMsg[j]
+		facts[k].dumpSeq, facts[k].inDump = m.Seq, true
 		c := get(m.ConvID)
 		c.seen = append(c.seen, observation{k, m.Seq})
 	}
-	observed := make(map[msgKey]uint64, z.msgs)
 	// Only a message's first observation is kept: addUnexplained acts on
 	// the first one of each message and skips the rest (a message is
 	// observed once per delivery, sync and final holding, millions of
 	// times in a long run).
-	note := func(c *convOps, k msgKey, seq uint64) {
+	note := func(c *convOps, k msgID, seq uint64) {
 		if seq == 0 {
 			return
 		}
-		if _, ok := observed[k]; !ok {
-			observed[k] = seq
+		if f := &facts[k]; f.observed == 0 {
+			f.observed = seq
 			c.seen = append(c.seen, observation{k, seq})
 		}
 	}
@@ -74,15 +80,16 @@ func buildPartitions(h *History, dump []store.Message) []*partition {
 			c := get(op.Conv)
 			c.sends = append(c.sends, i)
 			if acked(op) {
-				note(c, keyOf(op.Conv, op.User, op.In.ClientMsgID, op.Out.Seq), op.Out.Seq)
+				note(c, x.opMsg[i], op.Out.Seq)
 			}
 		case KindSync, KindDeliver, KindFinal:
 			c := get(op.Conv)
 			if op.Kind == KindSync {
 				c.syncs = append(c.syncs, i)
 			}
-			for _, m := range op.Out.Msgs {
-				note(c, keyOf(op.Conv, m.Sender, m.ClientMsgID, m.Seq), m.Seq)
+			ids := x.msgs(h, i)
+			for j, m := range op.Out.Msgs {
+				note(c, ids[j], m.Seq)
 			}
 		}
 	}
@@ -93,8 +100,8 @@ func buildPartitions(h *History, dump []store.Message) []*partition {
 	sort.Strings(convs)
 	parts := make([]*partition, 0, len(convs))
 	for _, conv := range convs {
-		b := newPartitionBuilder(conv)
-		parts = append(parts, b.build(h, byConv[conv], dump != nil, dumpSeq, observed))
+		b := newPartitionBuilder(conv, x, facts)
+		parts = append(parts, b.build(h, byConv[conv], dump != nil))
 	}
 	return parts
 }
@@ -102,7 +109,8 @@ func buildPartitions(h *History, dump []store.Message) []*partition {
 // partitionBuilder interns message ids and tracks which seq each takes.
 type partitionBuilder struct {
 	model   *convModel
-	intern  map[msgKey]uint32
+	x       *index
+	facts   []msgFacts // shared by every partition: a message is in one only
 	clients map[int]int
 	// seqOf[id]: the one seq every send of id names; disputed when they differ.
 	seqOf    map[uint32]uint64
@@ -113,10 +121,11 @@ type partitionBuilder struct {
 	undecidable string
 }
 
-func newPartitionBuilder(conv string) *partitionBuilder {
+func newPartitionBuilder(conv string, x *index, facts []msgFacts) *partitionBuilder {
 	return &partitionBuilder{
 		model:    &convModel{conv: conv, names: []string{"", "?"}},
-		intern:   map[msgKey]uint32{},
+		x:        x,
+		facts:    facts,
 		clients:  map[int]int{},
 		seqOf:    map[uint32]uint64{},
 		disputed: map[uint32]bool{},
@@ -124,14 +133,16 @@ func newPartitionBuilder(conv string) *partitionBuilder {
 	}
 }
 
-func (b *partitionBuilder) id(k msgKey) uint32 {
-	if id, ok := b.intern[k]; ok {
-		return id
+// id is message k's number within the partition.
+func (b *partitionBuilder) id(k msgID) uint32 {
+	f := &b.facts[k]
+	if f.local != 0 {
+		return f.local
 	}
-	id := uint32(len(b.model.names))
-	b.intern[k] = id
-	b.model.names = append(b.model.names, k.sender+"/"+k.cmid)
-	return id
+	f.local = uint32(len(b.model.names))
+	r := &b.x.refs[k]
+	b.model.names = append(b.model.names, r.sender+"/"+r.cmidText())
+	return f.local
 }
 
 // clientID numbers clients densely from 0 for the visualization.
@@ -156,26 +167,25 @@ func (b *partitionBuilder) addSend(id uint32, seq uint64, client int, call, ret 
 	})
 }
 
-func (b *partitionBuilder) build(h *History, c *convOps, haveDump bool, dumpSeq, observed map[msgKey]uint64) *partition {
+func (b *partitionBuilder) build(h *History, c *convOps, haveDump bool) *partition {
 	minCall := int64(math64Max)
 	for _, i := range c.sends {
 		op := &h.Ops[i]
 		if op.Error != "" {
 			continue // definitely failed: it did not happen
 		}
-		k := keyOf(op.Conv, op.User, op.In.ClientMsgID, op.Out.Seq)
+		k := b.x.opMsg[i]
 		seq, ret, note := op.Out.Seq, int64(neverReturned), "outcome unknown"
-		switch {
+		switch f := &b.facts[k]; {
 		case acked(op):
 			ret, note = *op.Return, "acknowledged"
 		case haveDump:
-			s, ok := dumpSeq[k]
-			if !ok {
+			if !f.inDump {
 				continue // not in the store: it never took effect
 			}
-			seq, note = s, "outcome unknown, resolved by the store"
+			seq, note = f.dumpSeq, "outcome unknown, resolved by the store"
 		default:
-			seq = observed[k]
+			seq = f.observed
 		}
 		b.addSend(b.id(k), seq, b.clientID(op.Client), op.Call, ret, opMeta{i, note})
 		minCall = min(minCall, op.Call)
@@ -186,9 +196,10 @@ func (b *partitionBuilder) build(h *History, c *convOps, haveDump bool, dumpSeq,
 			continue
 		}
 		out := linOutput{seqs: make([]uint64, len(op.Out.Msgs)), ids: make([]uint32, len(op.Out.Msgs))}
+		ids := b.x.msgs(h, i)
 		for j, m := range op.Out.Msgs {
 			out.seqs[j] = m.Seq
-			out.ids[j] = b.id(keyOf(op.Conv, m.Sender, m.ClientMsgID, m.Seq))
+			out.ids[j] = b.id(ids[j])
 		}
 		b.ops = append(b.ops, porcupine.Operation{
 			ClientId: b.clientID(op.Client), Input: linInput{sync: true, after: op.In.AfterSeq, limit: clampLimit(op.In.Limit)},
@@ -210,7 +221,7 @@ const math64Max = int64(neverReturned)
 func (b *partitionBuilder) addUnexplained(c *convOps, at int64) {
 	storeClient := len(b.clients)
 	for _, o := range c.seen {
-		id := b.id(o.key)
+		id := b.id(o.id)
 		if b.hasSend[id] {
 			continue
 		}

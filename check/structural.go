@@ -25,19 +25,6 @@ type StructuralOptions struct {
 	ViolationsMax int
 }
 
-// msgKey identifies a message: (conv, sender, client_msg_id). A message
-// without client_msg_id (a system notice) is identified by its seq.
-type msgKey struct {
-	conv, sender, cmid string
-}
-
-func keyOf(conv, sender, cmid string, seq uint64) msgKey {
-	if cmid == "" {
-		cmid = "#" + strconv.FormatUint(seq, 10)
-	}
-	return msgKey{conv, sender, cmid}
-}
-
 type convSeq struct {
 	conv string
 	seq  uint64
@@ -51,7 +38,9 @@ type convSeq struct {
 // per index it touches.
 type convID int32
 
-// msgRef is a msgKey within the pass: the conversation by its number.
+// msgRef identifies a message: (conv, sender, client_msg_id), the
+// conversation by its number. A message without client_msg_id (a system
+// notice) is identified by its seq.
 type msgRef struct {
 	conv      convID
 	sender    string
@@ -105,9 +94,21 @@ type seqSeen struct {
 }
 
 type keySeen struct {
-	key  msgRef
+	id   msgID
 	src  source
 	seen bool // the slot holds an observation
+}
+
+// dumpRow is a message's seq in the store dump, if it is there.
+type dumpRow struct {
+	seq uint64
+	ok  bool
+}
+
+// firstSender is the first client that sent a message, if any did.
+type firstSender struct {
+	client int
+	ok     bool
 }
 
 // structural holds the indexes of one pass. Every map is keyed so that
@@ -123,7 +124,8 @@ type structural struct {
 	listed  map[int]int     // violations reported, per promise
 	flagged map[string]bool // one report per broken fact
 
-	msgSeq map[msgRef]seqSeen
+	idx    *index
+	msgSeq []seqSeen // by msgID; seq 0: not observed
 	// bySeq[conv][seq-1] is the first message seen at (conv, seq): a
 	// conversation's seqs are dense from 1, so a slice is smaller than a
 	// map and is read without hashing or a cache miss per probe. A seq far
@@ -131,13 +133,12 @@ type structural struct {
 	// seqMsgFar, so a wild seq cannot make the pass allocate for it.
 	bySeq     [][]keySeen
 	seqMsgFar map[seqAt]keySeen
-	convIDs   map[string]convID
 	convs     []string // every conversation by convID, first appearance order
 	lastSeq   []uint64 // by convID
 
-	ackOf      map[seqAt]int     // first acked send op per (conv, seq)
-	dumpSeq    map[msgRef]uint64 // dump: message -> seq
-	sentBy     map[msgRef]int    // message -> first client that sent it
+	ackOf      map[seqAt]int // first acked send op per (conv, seq)
+	dumpSeq    []dumpRow     // by msgID: the message's seq in the dump
+	sentBy     []firstSender // by msgID
 	deliverAt  map[clientConvSeq]int64
 	finals     map[clientConv]int // final op per (client, conv)
 	hasFinal   map[int]bool
@@ -146,8 +147,7 @@ type structural struct {
 	maxRead    map[userConv]uint64
 	maxOwnSent map[userConv]uint64
 	anyDeliver bool
-	recipients [][]int  // cache of finalClients, by convID
-	opConv     []convID // each op's conversation (-1: none)
+	recipients [][]int // cache of finalClients, by convID
 }
 
 // Structural runs the linear-time checks of promises 1-6, 8 and 9 on h,
@@ -157,7 +157,11 @@ func Structural(h *History, dump []store.Message, opts StructuralOptions) []Viol
 }
 
 func runStructural(h *History, dump []store.Message, opts StructuralOptions) *structural {
-	s := newStructural(h, dump, opts)
+	return runStructuralIndexed(newIndex(h, dump), h, dump, opts)
+}
+
+func runStructuralIndexed(idx *index, h *History, dump []store.Message, opts StructuralOptions) *structural {
+	s := newStructural(idx, h, dump, opts)
 	s.observeDump()
 	s.observeOps()
 	s.checkDurable()
@@ -197,18 +201,20 @@ func sizesOf(h *History, dump []store.Message) sizes {
 	return z
 }
 
-func newStructural(h *History, dump []store.Message, opts StructuralOptions) *structural {
+func newStructural(idx *index, h *History, dump []store.Message, opts StructuralOptions) *structural {
 	z := sizesOf(h, dump)
 	s := &structural{
 		h: h, dump: dump, opts: opts, max: opts.ViolationsMax, sizes: z,
+		idx:        idx,
 		flagged:    map[string]bool{},
 		listed:     map[int]int{},
-		msgSeq:     make(map[msgRef]seqSeen, z.msgs),
+		msgSeq:     make([]seqSeen, len(idx.refs)),
 		seqMsgFar:  map[seqAt]keySeen{},
-		convIDs:    map[string]convID{},
+		convs:      idx.convs,
+		lastSeq:    make([]uint64, len(idx.convs)),
+		bySeq:      make([][]keySeen, len(idx.convs)),
 		ackOf:      make(map[seqAt]int, z.sends),
-		dumpSeq:    make(map[msgRef]uint64, len(dump)),
-		sentBy:     make(map[msgRef]int, z.sends),
+		sentBy:     make([]firstSender, len(idx.refs)),
 		deliverAt:  make(map[clientConvSeq]int64, z.delivered),
 		finals:     map[clientConv]int{},
 		hasFinal:   map[int]bool{},
@@ -251,19 +257,6 @@ func (s *structural) violate(flag string, promise int, conv string, srcs []sourc
 // Total is how many violations the pass found, reported or not.
 func (s *structural) Total() int { return s.total }
 
-// noteConv returns conv's number, numbering it if it is new.
-func (s *structural) noteConv(conv string) convID {
-	if id, ok := s.convIDs[conv]; ok {
-		return id
-	}
-	id := convID(len(s.convs))
-	s.convIDs[conv] = id
-	s.convs = append(s.convs, conv)
-	s.lastSeq = append(s.lastSeq, 0)
-	s.bySeq = append(s.bySeq, nil)
-	return id
-}
-
 // seqSlack is how far beyond a conversation's slice a seq may land and
 // still grow the slice: the slice at most doubles, plus this, per seq.
 const seqSlack = 1024
@@ -297,18 +290,17 @@ func (s *structural) setSeqMsg(conv convID, seq uint64, v keySeen) {
 	}
 }
 
-// conv is op i's conversation, numbered by observeOps.
-func (s *structural) conv(i int) convID { return s.opConv[i] }
+// conv is op i's conversation, numbered by the index.
+func (s *structural) conv(i int) convID { return s.idx.opConv[i] }
 
 // observe records that src saw message (conv, sender, cmid) at seq:
 // promise 3 (one message, one seq) and promise 1 (one seq, one message).
-func (s *structural) observe(conv convID, sender, cmid string, seq uint64, src source) {
+func (s *structural) observe(conv convID, k msgID, seq uint64, src source) {
 	if seq == 0 {
 		return
 	}
-	k := refOf(conv, sender, cmid, seq)
 	prev, seen := s.seqMsg(conv, seq)
-	if seen && prev.key == k {
+	if seen && prev.id == k {
 		// (k, seq) was observed before, and both checks below were made
 		// for it then: they would find nothing new (a violation is
 		// reported once per fact).
@@ -317,17 +309,19 @@ func (s *structural) observe(conv convID, sender, cmid string, seq uint64, src s
 		}
 		return
 	}
-	if prev, ok := s.msgSeq[k]; !ok {
+	ref := &s.idx.refs[k]
+	if prev := s.msgSeq[k]; prev.seq == 0 {
 		s.msgSeq[k] = seqSeen{seq, src}
 	} else if prev.seq != seq {
-		s.violate(fmt.Sprintf("3|%v|%d|%d", k, prev.seq, seq), PromiseIdempotent, s.convs[conv], []source{prev.src, src},
-			"message %s/%s has seq %d and seq %d", sender, k.cmidText(), prev.seq, seq)
+		s.violate(fmt.Sprintf("3|%d|%d|%d", k, prev.seq, seq), PromiseIdempotent, s.convs[conv], []source{prev.src, src},
+			"message %s/%s has seq %d and seq %d", ref.sender, ref.cmidText(), prev.seq, seq)
 	}
 	if !seen {
-		s.setSeqMsg(conv, seq, keySeen{key: k, src: src})
+		s.setSeqMsg(conv, seq, keySeen{id: k, src: src})
 	} else {
-		s.violate(fmt.Sprintf("1|%d|%d|%v|%v", conv, seq, prev.key, k), PromiseTotalOrder, s.convs[conv], []source{prev.src, src},
-			"seq %d names two messages: %s/%s and %s/%s", seq, prev.key.sender, prev.key.cmidText(), sender, k.cmidText())
+		pref := &s.idx.refs[prev.id]
+		s.violate(fmt.Sprintf("1|%d|%d|%d|%d", conv, seq, prev.id, k), PromiseTotalOrder, s.convs[conv], []source{prev.src, src},
+			"seq %d names two messages: %s/%s and %s/%s", seq, pref.sender, pref.cmidText(), ref.sender, ref.cmidText())
 	}
 	if !s.haveDump() && seq > s.lastSeq[conv] {
 		s.lastSeq[conv] = seq
@@ -342,16 +336,17 @@ func (s *structural) observeDump() {
 		return
 	}
 	var count []uint64 // rows by convID
+	s.dumpSeq = make([]dumpRow, len(s.idx.refs))
 	for j, m := range s.dump {
 		src := source(-(j + 1))
-		conv := s.noteConv(m.ConvID)
-		k := refOf(conv, m.SenderID, m.ClientMsgID, m.Seq)
-		if prev, ok := s.dumpSeq[k]; ok {
+		k := s.idx.dumpMsg[j]
+		conv := s.idx.refs[k].conv
+		if prev := s.dumpSeq[k]; prev.ok {
 			s.violate("", PromiseIdempotent, m.ConvID, []source{src},
-				"store holds message %s/%s twice (seqs %d and %d)", m.SenderID, m.ClientMsgID, prev, m.Seq)
+				"store holds message %s/%s twice (seqs %d and %d)", m.SenderID, m.ClientMsgID, prev.seq, m.Seq)
 		}
-		s.dumpSeq[k] = m.Seq
-		s.observe(conv, m.SenderID, m.ClientMsgID, m.Seq, src)
+		s.dumpSeq[k] = dumpRow{m.Seq, true}
+		s.observe(conv, k, m.Seq, src)
 		for int(conv) >= len(count) {
 			count = append(count, 0)
 		}
@@ -379,20 +374,13 @@ func acked(op *Op) bool {
 
 // observeOps indexes every op of the history.
 func (s *structural) observeOps() {
-	s.opConv = make([]convID, len(s.h.Ops))
 	for i := range s.h.Ops {
 		op := &s.h.Ops[i]
 		src := source(i)
 		if op.User != "" {
 			s.userOf[op.Client] = op.User
 		}
-		// Every op that names a conversation is numbered here, so the
-		// checks after this pass read s.conv(i) instead of looking the name up.
-		conv := convID(-1)
-		if op.Conv != "" {
-			conv = s.noteConv(op.Conv)
-		}
-		s.opConv[i] = conv
+		conv := s.conv(i)
 		switch op.Kind {
 		case KindSend:
 			s.observeSend(op, i)
@@ -400,12 +388,9 @@ func (s *structural) observeOps() {
 			s.observeSync(op, src)
 		case KindDeliver:
 			s.anyDeliver = true
-			if len(op.Out.Msgs) > 0 {
-				conv = s.noteConv(op.Conv)
-				s.opConv[i] = conv
-			}
-			for _, m := range op.Out.Msgs {
-				s.observe(conv, m.Sender, m.ClientMsgID, m.Seq, src)
+			ids := s.idx.msgs(s.h, i)
+			for j, m := range op.Out.Msgs {
+				s.observe(conv, ids[j], m.Seq, src)
 				k := clientConvSeq{op.Client, conv, m.Seq}
 				if at, ok := s.deliverAt[k]; !ok || op.Call < at {
 					s.deliverAt[k] = op.Call
@@ -413,17 +398,16 @@ func (s *structural) observeOps() {
 			}
 		case KindFinal:
 			s.hasFinal[op.Client] = true
-			conv = s.noteConv(op.Conv)
-			s.opConv[i] = conv
 			if _, ok := s.finals[clientConv{op.Client, conv}]; !ok {
 				s.finals[clientConv{op.Client, conv}] = i
 			}
-			for _, m := range op.Out.Msgs {
-				s.observe(conv, m.Sender, m.ClientMsgID, m.Seq, src)
+			ids := s.idx.msgs(s.h, i)
+			for j, m := range op.Out.Msgs {
+				s.observe(conv, ids[j], m.Seq, src)
 			}
 		case KindConvList:
 			for _, c := range op.Out.Convs {
-				id := s.noteConv(c.Conv)
+				id := s.idx.convIDs[c.Conv]
 				if !s.haveDump() && c.LastSeq > s.lastSeq[id] {
 					s.lastSeq[id] = c.LastSeq
 				}
@@ -434,7 +418,7 @@ func (s *structural) observeOps() {
 			}
 		case KindRead:
 			if op.Returned() && op.Error == "" {
-				uc := userConv{op.User, s.noteConv(op.Conv)}
+				uc := userConv{op.User, conv}
 				s.maxRead[uc] = max(s.maxRead[uc], op.Out.ReadSeq)
 			}
 		}
@@ -442,16 +426,15 @@ func (s *structural) observeOps() {
 }
 
 func (s *structural) observeSend(op *Op, i int) {
-	conv := s.noteConv(op.Conv)
-	s.opConv[i] = conv
-	k := refOf(conv, op.User, op.In.ClientMsgID, op.Out.Seq)
-	if _, ok := s.sentBy[k]; !ok && op.In.ClientMsgID != "" {
-		s.sentBy[k] = op.Client
+	conv := s.conv(i)
+	k := s.idx.opMsg[i]
+	if !s.sentBy[k].ok && op.In.ClientMsgID != "" {
+		s.sentBy[k] = firstSender{op.Client, true}
 	}
 	if !acked(op) {
 		return
 	}
-	s.observe(conv, op.User, op.In.ClientMsgID, op.Out.Seq, source(i))
+	s.observe(conv, k, op.Out.Seq, source(i))
 	cs := seqAt{conv, op.Out.Seq}
 	if _, ok := s.ackOf[cs]; !ok {
 		s.ackOf[cs] = i
@@ -466,10 +449,10 @@ func (s *structural) observeSync(op *Op, src source) {
 	if !op.Returned() || op.Error != "" || op.Unknown {
 		return
 	}
-	conv := s.noteConv(op.Conv)
-	s.opConv[src] = conv
+	conv := s.conv(int(src))
+	ids := s.idx.msgs(s.h, int(src))
 	for j, m := range op.Out.Msgs {
-		s.observe(conv, m.Sender, m.ClientMsgID, m.Seq, src)
+		s.observe(conv, ids[j], m.Seq, src)
 		if want := op.In.AfterSeq + uint64(j) + 1; m.Seq != want {
 			s.violate("", PromiseTotalOrder, op.Conv, []source{src},
 				"sync after %d returned seq %d at position %d, want %d", op.In.AfterSeq, m.Seq, j, want)
@@ -496,10 +479,11 @@ func (s *structural) checkDurable() {
 		if !acked(op) {
 			continue
 		}
-		k := refOf(s.conv(i), op.User, op.In.ClientMsgID, op.Out.Seq)
-		seq, ok := s.dumpSeq[k]
+		k := s.idx.opMsg[i]
+		row := s.dumpSeq[k]
+		seq := row.seq
 		switch {
-		case !ok:
+		case !row.ok:
 			s.violate("2|"+fmt.Sprint(k), PromiseDurable, op.Conv, []source{source(i)},
 				"acknowledged send %s/%s (seq %d) is not in the store", op.User, op.In.ClientMsgID, op.Out.Seq)
 		case seq != op.Out.Seq:
@@ -523,7 +507,7 @@ func (s *structural) checkFIFO() {
 	}
 	groups := make(map[clientConv][]sent, s.sizes.finals)
 	var order []clientConv
-	seen := make(map[msgRef]bool, s.sizes.sends)
+	seen := make([]bool, len(s.idx.refs))
 	byCSeq := make(map[clientCSeq]int, s.sizes.sends)
 	for i := range s.h.Ops {
 		op := &s.h.Ops[i]
@@ -537,7 +521,7 @@ func (s *structural) checkFIFO() {
 		} else if !ok {
 			byCSeq[cc] = i
 		}
-		k := refOf(s.conv(i), op.User, op.In.ClientMsgID, op.Out.Seq)
+		k := s.idx.opMsg[i]
 		if seen[k] {
 			continue
 		}
@@ -732,7 +716,7 @@ func (s *structural) delivered(i int, seq uint64) bool {
 		return true
 	}
 	if k, ok := s.seqMsg(s.conv(i), seq); ok {
-		if sender, ok := s.sentBy[k.key]; ok && sender == op.Client {
+		if sender := s.sentBy[k.id]; sender.ok && sender.client == op.Client {
 			return true
 		}
 	}
@@ -775,26 +759,30 @@ func (s *structural) checkLiveness() {
 		heal = max(heal, f.End)
 	}
 	fc := s.finalClients()
-	ackAt := make(map[msgRef]int64, s.sizes.sends)
+	type ackTime struct {
+		at int64
+		ok bool
+	}
+	ackAt := make([]ackTime, len(s.idx.refs)) // by msgID: its first ack
 	var order []int
 	for i := range s.h.Ops {
 		op := &s.h.Ops[i]
 		if !acked(op) {
 			continue
 		}
-		k := refOf(s.conv(i), op.User, op.In.ClientMsgID, op.Out.Seq)
-		at, ok := ackAt[k]
-		if !ok {
+		k := s.idx.opMsg[i]
+		prev := ackAt[k]
+		if !prev.ok {
 			order = append(order, i)
 		}
-		if !ok || *op.Return < at {
-			ackAt[k] = *op.Return
+		if !prev.ok || *op.Return < prev.at {
+			ackAt[k] = ackTime{*op.Return, true}
 		}
 	}
 	for _, i := range order {
 		op := &s.h.Ops[i]
 		conv := s.conv(i)
-		at := ackAt[refOf(conv, op.User, op.In.ClientMsgID, op.Out.Seq)]
+		at := ackAt[s.idx.opMsg[i]].at
 		for _, c := range fc[conv] {
 			if c == op.Client {
 				continue
