@@ -93,17 +93,18 @@ sweep-ci: build
 	@for s in $(SCENARIOS_CI); do echo "== $$s"; $(BIN) sim sweep $$s --seeds $(SWEEP_CI_SEEDS) --jobs $(SWEEP_JOBS) || exit 1; done
 	@echo "== bench-standard --swarm"; $(BIN) sim sweep bench-standard --swarm --seeds $(SWARM_CI_SEEDS) --jobs $(SWEEP_JOBS)
 
-# The full swarm sweep: hours on 2 cores (about 20 CPU s a seed, so about
-# 0.1 seeds/s with --jobs 2 on the 2-core build machine). Spread it over
+# The full swarm sweep: about an hour and a half on 2 cores (about 10 CPU s
+# a seed, run and checkers: 20 seeds took 110 s with --jobs 2 on the 2-core
+# build machine). Spread it over
 # machines with SWARM_SHARD=K/N on each (K from 0 to N-1): every shard writes
 # its results and JUnit report under SWEEP_OUT; copy the shards' files into
 # one SWEEP_OUT and `make swarm-merge` prints the whole sweep's summary
 # (failing, missing and overlapping seeds) and writes swarm.xml (docs/sweeps.md).
 SWARM_SEEDS    ?= 1-1000
-# CI's slice is what about 5 minutes buys: 14 swarm seeds took 121 s with
-# --jobs 2 in a CI run on the 2-core build machine (8 took 157 s while other
-# work shared it), so 32 take 4.5 to 10 minutes.
-SWARM_CI_SEEDS ?= 1-32
+# CI's slice is what about 5 minutes buys: 20 swarm seeds took 110 s and 16
+# took 81 s with --jobs 2 on the 2-core build machine, so 48 take about 4.5
+# minutes (more while other work shares the machine).
+SWARM_CI_SEEDS ?= 1-48
 SWARM_SHARD    ?= 0/1
 SWEEP_OUT      ?= sweep-out
 SWARM_FILE      = $(SWEEP_OUT)/swarm-shard-$(subst /,-of-,$(SWARM_SHARD))
