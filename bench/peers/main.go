@@ -110,10 +110,11 @@ func parseFlags(args []string) (*config, error) {
 	out := fs.String("out", "", "also write the Markdown table to this file (default: results-MODE.md)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the load generator (this process) to this file")
 	syncWait := fs.Duration("sync-wait", time.Minute, "after the last drain, the longest wait for the recipients' sync (zzim) or history read (Centrifugo) of what they missed; 0: no sync, an undelivered acknowledged message is lost at once")
+	dasLinger := fs.Duration("das-linger", 0, "zzim: pass --das-linger to zzim up (0: not passed; das starts batches at once)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	c := &config{mode: *mode, repo: absDir(*repo), binDir: absDir(*bin), out: *out, cpuProfile: *cpuProfile, syncWait: *syncWait}
+	c := &config{mode: *mode, repo: absDir(*repo), binDir: absDir(*bin), out: *out, cpuProfile: *cpuProfile, syncWait: *syncWait, dasLinger: *dasLinger}
 	switch *mode {
 	case "quick":
 		c.users, c.rates = []int{200}, []int{1000, 2000, 5000}

@@ -47,6 +47,7 @@ type config struct {
 	out        string
 	cpuProfile string
 	syncWait   time.Duration // bound on the recipients' sync after the run (0: none)
+	dasLinger  time.Duration // zzim up --das-linger (0: not passed, das's default: off)
 	progress   *progress
 }
 
@@ -185,7 +186,7 @@ func runOne(ctx context.Context, cfg *config, system, row string, n int, zzimBin
 	var srv *server
 	switch system {
 	case sysZzim:
-		srv, err = startZzim(startCtx, zzimBin, dir, row)
+		srv, err = startZzim(startCtx, zzimBin, dir, row, cfg.dasLinger)
 	case sysCentrifugo:
 		srv, err = startCentrifugo(startCtx, centBin, dir, row)
 	}

@@ -186,7 +186,8 @@ func startRedis(ctx context.Context, dir string) (*proc, string, error) {
 // fsync on every write (row durable). Logic's per-user send limit is off
 // (--send-rate -1): Centrifugo has none by default, and the steps above
 // 20 msg/s per user would otherwise measure refusals.
-func startZzim(ctx context.Context, bin, dir string, row string) (*server, error) {
+// A positive dasLinger is passed as --das-linger and recorded in the note.
+func startZzim(ctx context.Context, bin, dir string, row string, dasLinger time.Duration) (*server, error) {
 	ports, err := freePorts(2)
 	if err != nil {
 		return nil, err
@@ -215,6 +216,10 @@ func startZzim(ctx context.Context, bin, dir string, row string) (*server, error
 		if db.container != "" {
 			s.note += "; mariadbd " + inImage(mariaDBImage)
 		}
+	}
+	if dasLinger > 0 {
+		args = append(args, "--das-linger", dasLinger.String())
+		s.note += "; --das-linger " + dasLinger.String()
 	}
 	p, err := startProc(dir, "zzim", args, nil)
 	if err != nil {

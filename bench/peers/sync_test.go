@@ -65,7 +65,7 @@ func TestSyncRecoversLostPushes(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	srv, err := startZzim(ctx, zzimBin, cfg.workDir, rowMemory)
+	srv, err := startZzim(ctx, zzimBin, cfg.workDir, rowMemory, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/zzim/zzim/system/bugs"
 	"github.com/zzim/zzim/system/cluster"
+	"github.com/zzim/zzim/system/das"
 	"github.com/zzim/zzim/system/node"
 	"github.com/zzim/zzim/system/notify"
 	"github.com/zzim/zzim/web"
@@ -49,6 +50,7 @@ type clusterFlags struct {
 	pushAckTimeout  time.Duration
 	dasTimeout      time.Duration
 	storeTimeout    time.Duration
+	dasLinger       time.Duration
 	sendRate        int
 	sendBurst       int
 	depTimeout      time.Duration
@@ -72,6 +74,7 @@ func (f *clusterFlags) register(fs *pflag.FlagSet, natsDefault, redisDefault str
 	fs.DurationVar(&f.logicTimeout, "logic-timeout", 0, "entry/httpentry: one attempt at logic before failing over (0: service default 2s)")
 	fs.DurationVar(&f.pushAckTimeout, "push-ack-timeout", 0, "entry/httpentry: a push without PUSH_ACK takes the offline path after this (0: 5s)")
 	fs.DurationVar(&f.dasTimeout, "das-timeout", 0, "logic: one attempt at das (0: 1s)")
+	fs.DurationVar(&f.dasLinger, "das-linger", 0, "das: hold a non-full append batch until its oldest append has waited this long, for fewer commits at up to this much more latency (0: off; at most 50ms)")
 	fs.DurationVar(&f.storeTimeout, "store-timeout", 0, "extlogic: one attempt at das (0: service default)")
 	fs.IntVar(&f.sendRate, "send-rate", 0, "logic: sends per second per user (token bucket; 0: 20/s default, -1: no limit)")
 	fs.IntVar(&f.sendBurst, "send-burst", 0, "logic: burst of the per-user send bucket (0: 40)")
@@ -114,8 +117,12 @@ func (f *clusterFlags) clusterConfig(log *slog.Logger) (cfg cluster.Config, clos
 	if err != nil {
 		return cfg, nil, usageErr("--logic-businesses: %v", err)
 	}
+	if f.dasLinger < 0 || f.dasLinger > das.AppendLingerMax {
+		return cfg, nil, usageErr("--das-linger %s: want 0 (off) up to %s", f.dasLinger, das.AppendLingerMax)
+	}
 	cfg = cluster.Config{
-		Topology: topo, Secret: []byte(f.secret), PlatformKey: f.platformKey, Bugs: bs, LogicBusinesses: biz,
+		DasAppendLinger: f.dasLinger,
+		Topology:        topo, Secret: []byte(f.secret), PlatformKey: f.platformKey, Bugs: bs, LogicBusinesses: biz,
 		LogicTimeout: f.logicTimeout, PushAckTimeout: f.pushAckTimeout, DasTimeout: f.dasTimeout, StoreTimeout: f.storeTimeout,
 		SendRatePerSecond: f.sendRate, SendBurst: f.sendBurst,
 	}

@@ -53,6 +53,10 @@ type Config struct {
 	DasTimeout     time.Duration // logic → das, one attempt
 	StoreTimeout   time.Duration // extlogic → das, one attempt
 
+	// DasAppendLinger is das.Config.AppendLinger: how long das may hold a
+	// non-full append batch for more appends to join it (0: off).
+	DasAppendLinger time.Duration
+
 	// SendRatePerSecond and SendBurst: logic's per-user send token bucket
 	// (0: logic's default; a negative rate: no limit).
 	SendRatePerSecond int
@@ -206,7 +210,7 @@ func (c *Config) NewNode(a node.Addr) func() node.Node {
 		xc := extlogic.Config{Topology: topo, Notifier: c.Notifier, StoreTimeout: c.StoreTimeout}
 		return func() node.Node { return extlogic.New(xc) }
 	case node.RoleDas:
-		dc := das.Config{Topology: topo, Bugs: c.Bugs}
+		dc := das.Config{Topology: topo, Bugs: c.Bugs, AppendLinger: c.DasAppendLinger}
 		return func() node.Node { return das.New(dc) }
 	}
 	panic(fmt.Sprintf("cluster: no constructor for role %q", a.Role))

@@ -60,6 +60,10 @@ const (
 	// time, under dasTimeout. A store whose cost is per transaction (an
 	// fsync, a semi-sync replica's ack) keeps full batches.
 	BatchDurationMaxDefault = 200 * time.Millisecond
+	// AppendLingerMax bounds Config.AppendLinger: a linger is paid by every
+	// append's latency, and past a few tens of milliseconds it would be a
+	// visible part of the callers' dasTimeout (1s) and of a send's latency.
+	AppendLingerMax = 50 * time.Millisecond
 	// StaleSyncBoundDefault is how far bugs.StaleSync's snapshot lags.
 	StaleSyncBoundDefault = 2 * time.Second
 	// deadlockRetryMax bounds the re-issues of one batch aborted by a deadlock.
@@ -86,6 +90,16 @@ type Config struct {
 	StaleSyncBound    time.Duration // 0 means StaleSyncBoundDefault
 	QueueWaitMax      time.Duration // 0 means QueueWaitMaxDefault
 	BatchDurationMax  time.Duration // 0 means BatchDurationMaxDefault
+	// AppendLinger, when positive, holds a batch smaller than the batch
+	// cap until its oldest append has waited this long, so that appends
+	// arriving one by one share a transaction: on a store whose cost is
+	// per commit (MariaDB: a one-append transaction costs the server many
+	// times what one more append in a batch does) this trades up to
+	// AppendLinger of latency for fewer commits. A full batch goes at
+	// once. 0 (the default) starts every batch as soon as a transaction
+	// slot is free. Capped at AppendLingerMax and at QueueWaitMax/2, so
+	// that lingering alone never makes a request expire.
+	AppendLinger time.Duration
 }
 
 // Stats are das counters, exported for metrics.
@@ -149,9 +163,17 @@ type Das struct {
 	seqCache map[string]uint64 // bugs.AckBeforeCommit only
 	// cost learns what an append adds to a group commit's time; it caps
 	// the batch size (BatchDurationMax).
-	cost  commitCost
-	stats Stats
+	cost commitCost
+	// linger is the one timer armed for Config.AppendLinger, if armed:
+	// it is due when the earliest lingering batch of any queue must go.
+	linger      node.TimerID
+	lingerArmed bool
+	lingerAt    time.Time
+	stats       Stats
 }
+
+// lingerTag marks the AppendLinger timer.
+type lingerTag struct{}
 
 var _ node.Node = (*Das)(nil)
 
@@ -172,6 +194,7 @@ func New(cfg Config) *Das {
 	if cfg.BatchDurationMax <= 0 {
 		cfg.BatchDurationMax = BatchDurationMaxDefault
 	}
+	cfg.AppendLinger = min(max(cfg.AppendLinger, 0), AppendLingerMax, cfg.QueueWaitMax/2)
 	d := &Das{
 		cfg:      cfg,
 		member:   node.NewMember(cfg.Topology),
@@ -213,8 +236,20 @@ func (d *Das) Handle(env node.Env, ev node.Event) {
 		}
 	case node.Completion:
 		d.onCompletion(env, ev)
+	case node.Timer:
+		if _, ok := ev.Tag.(lingerTag); ok && d.lingerArmed && ev.ID == d.linger {
+			// A timer cancelled after it fired may still be delivered: only
+			// the armed one counts.
+			d.lingerArmed = false
+			for _, q := range d.queues {
+				d.dispatch(env, q)
+			}
+		}
 	}
 }
+
+// Linger returns the effective Config.AppendLinger, after its caps.
+func (d *Das) Linger() time.Duration { return d.cfg.AppendLinger }
 
 func (d *Das) onRequest(env node.Env, req *wire.StoreRequest) {
 	from, err := node.ParseAddr(req.ReplyTo)
@@ -249,7 +284,8 @@ func (d *Das) onRequest(env node.Env, req *wire.StoreRequest) {
 // dispatch starts as much of q's waiting work as its in-flight bounds allow.
 func (d *Das) dispatch(env node.Env, q *queue) {
 	d.expire(env, q)
-	for q.appendInflight < d.cfg.AppendInflightMax && len(q.appends) > 0 {
+	now := env.Now()
+	for q.appendInflight < d.cfg.AppendInflightMax && len(q.appends) > 0 && !d.lingering(now, q) {
 		n := min(len(q.appends), d.batchMax())
 		batch := q.appends[:n:n]
 		q.appends = q.appends[n:]
@@ -274,6 +310,38 @@ func (d *Das) dispatch(env node.Env, q *queue) {
 		f.one[0] = r
 		f.reqs = f.one[:]
 		d.issue(env, f)
+	}
+	if d.cfg.AppendLinger > 0 {
+		d.armLinger(env)
+	}
+}
+
+// lingering reports whether q's waiting appends are held for AppendLinger:
+// fewer than a full batch, the oldest not yet waited AppendLinger.
+func (d *Das) lingering(now time.Time, q *queue) bool {
+	return d.cfg.AppendLinger > 0 && len(q.appends) < d.batchMax() &&
+		now.Sub(q.appends[0].at) < d.cfg.AppendLinger
+}
+
+// armLinger keeps the one linger timer due when the earliest lingering
+// batch must go, and no timer when no batch lingers: a queue waiting for a
+// transaction slot instead is started by that transaction's completion.
+func (d *Das) armLinger(env node.Env) {
+	now := env.Now()
+	var due time.Time
+	for _, q := range d.queues {
+		if q.appendInflight < d.cfg.AppendInflightMax && len(q.appends) > 0 && d.lingering(now, q) {
+			if at := q.appends[0].at.Add(d.cfg.AppendLinger); due.IsZero() || at.Before(due) {
+				due = at
+			}
+		}
+	}
+	if d.lingerArmed && (due.IsZero() || !due.Equal(d.lingerAt)) {
+		env.Cancel(d.linger)
+		d.lingerArmed = false
+	}
+	if !due.IsZero() && !d.lingerArmed {
+		d.linger, d.lingerArmed, d.lingerAt = env.After(due.Sub(now), lingerTag{}), true, due
 	}
 }
 
