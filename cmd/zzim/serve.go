@@ -40,6 +40,7 @@ const (
 
 // clusterFlags are the options serve and up share.
 type clusterFlags struct {
+	pprof           bool // serve Go's profiles on the metrics address
 	config          string
 	topology        string
 	secret          string
@@ -65,6 +66,7 @@ type clusterFlags struct {
 }
 
 func (f *clusterFlags) register(fs *pflag.FlagSet, natsDefault, redisDefault string) {
+	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's profiles (net/http/pprof) under /debug/pprof/ on the metrics address: for measuring, not production")
 	fs.StringVar(&f.config, "config", "", "YAML file of options (keys are these flag names; lists for repeatable flags; unknown keys are errors)")
 	fs.StringVar(&f.topology, "topology", cluster.FormatTopology(cluster.DefaultTopology()), "slots per role, role=count,... (every process of a cluster must agree)")
 	fs.StringVar(&f.secret, "secret", devSecret, "HMAC secret of login tokens (the default is for one machine only)")
@@ -159,7 +161,6 @@ type serveFlags struct {
 	peers          []string
 	peerPattern    string
 	devLogin       bool
-	pprof          bool
 }
 
 const serveLong = `Run one instance (ROLE-SLOT) of a zzim cluster: entry, httpentry, logic,
@@ -212,7 +213,6 @@ func serveCmd() *cobra.Command {
 	fs.StringArrayVar(&f.peers, "peer", nil, "internal address of one instance, role-slot=host:port (repeatable; overrides --peer-pattern)")
 	fs.StringVar(&f.peerPattern, "peer-pattern", "127.0.0.1:{port}", "internal address of every instance: {role}, {slot}, {addr} (role-slot), {port} (17000+100*role+slot)")
 	fs.StringVar(&f.metrics, "metrics", "", "address of /metrics, /healthz, /readyz (default 127.0.0.1:9100+100*role+slot; \"off\" disables)")
-	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's profiles (net/http/pprof) under /debug/pprof/ on the metrics address: for measuring, not production")
 	return cmd
 }
 
@@ -276,11 +276,7 @@ func runServe(ctx context.Context, f *serveFlags, roleArg string, stderr io.Writ
 	if metricsAddr == "" {
 		metricsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(metricsPortDefault+100*roleIndex(role)+f.slot))
 	}
-	var extra []func(*http.ServeMux)
-	if f.pprof {
-		extra = append(extra, servePprof)
-	}
-	stopOps, boundOps, err := serveOps(metricsAddr, l, deps, log, extra...)
+	stopOps, boundOps, err := serveOps(metricsAddr, l, deps, log, f.opsExtra()...)
 	if err != nil {
 		l.Shutdown(context.Background(), 0)
 		return err
@@ -343,6 +339,15 @@ func serveOps(addr string, l *cluster.Local, deps *cluster.Deps, log *slog.Logge
 		}
 	}()
 	return func() { _ = srv.Close() }, ln.Addr().String(), nil
+}
+
+// opsExtra is what the metrics address serves besides /metrics and the
+// health checks: Go's profiles under --pprof.
+func (f *clusterFlags) opsExtra() []func(*http.ServeMux) {
+	if f.pprof {
+		return []func(*http.ServeMux){servePprof}
+	}
+	return nil
 }
 
 // servePprof adds net/http/pprof's handlers (--pprof).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 
@@ -22,7 +21,6 @@ type upFlags struct {
 	dataDir  string
 	tcpLinks bool
 	devLogin bool
-	pprof    bool
 }
 
 const upLong = `Run a whole zzim cluster in one process on 127.0.0.1: every role of
@@ -59,7 +57,6 @@ func upCmd() *cobra.Command {
 	fs.StringVar(&f.metrics, "metrics", "127.0.0.1:9100", "address of /metrics, /healthz, /readyz (\"off\" disables)")
 	fs.StringVar(&f.dataDir, "data-dir", "", "embedded NATS storage (default: a temporary directory, removed on exit)")
 	fs.BoolVar(&f.tcpLinks, "tcp-links", false, "carry internal messages over loopback TCP (ports 17000+) instead of handing them over in memory")
-	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's profiles (net/http/pprof) under /debug/pprof/ on the metrics address: for measuring, not production")
 	fs.BoolVar(&f.devLogin, "dev-login", true, "serve the web client's development login (POST /v1/dev/login: a token for any user id) on httpentry")
 	return cmd
 }
@@ -95,11 +92,7 @@ func runUp(ctx context.Context, f *upFlags, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var extra []func(*http.ServeMux)
-	if f.pprof {
-		extra = append(extra, servePprof)
-	}
-	stopOps, boundOps, err := serveOps(f.metrics, l, deps, log, extra...)
+	stopOps, boundOps, err := serveOps(f.metrics, l, deps, log, f.opsExtra()...)
 	if err != nil {
 		l.Shutdown(context.Background(), 0)
 		return err
