@@ -32,8 +32,11 @@ const MemoryLimitFraction = 0.75
 // restores the previous settings. Commands and benchmarks call it; Run does
 // not, because a library should not change a process-wide setting behind
 // its caller.
+//
+// It also asks for transparent huge pages on the heap (adviseHugePages)
+// unless GODEBUG has disablethp=1.
 func TuneGC() (restore func()) {
-	restores := []func(){}
+	restores := []func(){adviseHugePages(hugePagePreGrow(machineMemory()))}
 	if _, set := os.LookupEnv("GOGC"); !set {
 		prev := debug.SetGCPercent(BatchGCPercent)
 		restores = append(restores, func() { debug.SetGCPercent(prev) })
