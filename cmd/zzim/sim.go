@@ -435,6 +435,7 @@ func simSweepCmd() *cobra.Command {
 		seeds, shard   string
 		jobs           int
 		results, junit string
+		cpuProf        string
 	)
 	cmd := &cobra.Command{
 		Use:   "sweep SCENARIO|FILE --seeds A-B",
@@ -491,6 +492,13 @@ Replay a seed with: zzim sim run SCENARIO --seed SEED [--swarm] [--bug ...].`,
 			if jobs <= 0 {
 				jobs = runtime.GOMAXPROCS(0)
 			}
+			if cpuProf != "" {
+				stop, err := startCPUProfile(cpuProf)
+				if err != nil {
+					return usageErr("--cpuprofile: %w", err)
+				}
+				defer stop()
+			}
 			sw.run(cmd, mine, jobs)
 			return sw.finish(mine, junit)
 		},
@@ -502,6 +510,7 @@ Replay a seed with: zzim sim run SCENARIO --seed SEED [--swarm] [--bug ...].`,
 	f.IntVar(&jobs, "jobs", 0, "runs in parallel (default: GOMAXPROCS)")
 	f.StringVar(&results, "results", "", "write each seed's result to this file as JSON lines, as seeds finish (input of zzim sim merge)")
 	f.StringVar(&junit, "junit", "", "write a JUnit XML report to this file: a test case per seed, failures with the replay command")
+	f.StringVar(&cpuProf, "cpuprofile", "", "write a CPU profile of the whole sweep (its runs and checks) to this file")
 	return cmd
 }
 
