@@ -8,11 +8,12 @@ import "strings"
 // machines zzim is measured on, every 4 KiB page costs a fault on first
 // touch (about 8 µs each, 250k of them a seed) and the TLB misses of a
 // gigabyte mapped in 4 KiB pages on every access after. Backed by 2 MiB
-// pages the same seed took 0.7x to 0.85x the CPU (bench-standard --swarm
-// seed 3, one core, runs alternated: docs/performance.md). Go's runtime
-// asks for huge pages only for its own metadata, and most Linux
-// distributions set transparent huge pages to "madvise", so the heap gets
-// them only if the process asks: adviseHugePages does, for a batch
+// pages, one run (`zzim sim run`, the benchmarks) took 0.7x to 0.85x the
+// CPU; a long sweep gains far less (about 0.98x), because it reuses its
+// heap from seed to seed and faults it in only once (docs/performance.md).
+// Go's runtime asks for huge pages only for its own metadata, and most
+// Linux distributions set transparent huge pages to "madvise", so the heap
+// gets them only if the process asks: adviseHugePages does, for a batch
 // simulator's heap, where a few MB of rounding per process do not matter.
 // It changes nothing a run computes: only how the kernel backs its memory.
 
